@@ -1,0 +1,35 @@
+# The course's commands. Each target creates .venv on first use and installs tutorlib into it.
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= standard
+STAMP   := $(VENV)/.installed
+
+.PHONY: course test lab data checkpoints bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+course: $(STAMP)  ## execute the seven notebooks and write the HTML write-up under build/course/
+	TUTORLIB_PROFILE=$(PROFILE) $(PY) -m tutorlib.course build
+
+test: $(STAMP)  ## unit tests + every notebook executed by nbval in the quick profile
+	TUTORLIB_PROFILE=quick $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(VENV)/bin/jupyter lab notebooks/
+
+data: $(STAMP)  ## rebuild data/fashion-mnist-small from the official IDX files
+	$(PY) -m tutorlib.bundle
+
+checkpoints: $(STAMP)  ## retrain the course checkpoints in data/checkpoints (deterministic)
+	$(PY) -m tutorlib.pretrain
+
+bench: $(STAMP)  ## run benchmarks/ and rewrite benchmarks/RESULTS.md
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,79 @@
+"""tutorlib.analysis: CKA invariances, LogME against brute force, FLOPs, latency, per-class accuracy."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tutorlib import analysis, models
+
+
+def test_linear_cka_invariances():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 10, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(10, 10, generator=g))
+    assert analysis.linear_cka(x, x) == pytest.approx(1.0)
+    assert analysis.linear_cka(x, 3.0 * x @ q + 1.0) == pytest.approx(1.0)  # rotation, scale, shift
+    assert analysis.linear_cka(x, torch.randn(200, 10, generator=g)) < 0.2
+    with pytest.raises(ValueError, match="same N"):
+        analysis.linear_cka(x, x[:10])
+
+
+def _brute_force_evidence(f, y, alpha, beta):
+    """log N(y; 0, I/beta + F F^T/alpha): the evidence LogME maximises, computed directly."""
+    n = len(y)
+    cov = torch.eye(n, dtype=torch.float64) / beta + f @ f.T / alpha
+    return float(torch.distributions.MultivariateNormal(torch.zeros(n, dtype=torch.float64), cov).log_prob(y)) / n
+
+
+def test_logme_matches_brute_force_evidence_maximisation():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    y = f @ torch.randn(5, generator=g, dtype=torch.float64) + 0.5 * torch.randn(40, generator=g, dtype=torch.float64)
+    sigma, v = torch.linalg.eigh(f.T @ f)
+    score, alpha, beta = analysis._logme_one(f, y, sigma, v)
+    assert score == pytest.approx(_brute_force_evidence(f, y, alpha, beta), abs=1e-8)  # closed form is exact
+    grid = torch.logspace(-3, 3, 61, dtype=torch.float64)
+    best = max(_brute_force_evidence(f, y, float(a), float(b)) for a in grid for b in grid)
+    assert score >= best - 1e-6  # the fixed point is at least as good as any grid point
+    assert score == pytest.approx(best, abs=0.02)
+
+
+def test_logme_prefers_informative_features():
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(4).repeat(50)
+    good = torch.nn.functional.one_hot(labels, 4).double() * 3 + 0.3 * torch.randn(200, 4, generator=g)
+    bad = torch.randn(200, 4, generator=g)
+    assert analysis.logme(good, labels) > analysis.logme(bad, labels)
+
+
+def test_count_flops_of_a_linear_layer():
+    assert analysis.count_flops(nn.Linear(10, 3), (4, 10)) == 2 * 4 * 10 * 3
+    small, big = models.small_cnn(8), models.small_cnn(32)
+    assert analysis.count_flops(big, (1, 28, 28)) > 4 * analysis.count_flops(small, (1, 28, 28))
+
+
+def test_latency_reports_median_min_max():
+    result = analysis.latency(models.small_cnn(8), (1, 28, 28), batch_size=4, repeats=5)
+    assert result["min_s"] <= result["median_s"] <= result["max_s"] and result["batch_size"] == 4
+    assert result["threads"] == torch.get_num_threads()
+
+
+def test_gradient_norms_per_layer_input_first():
+    model = models.small_cnn(8, 3, 4)
+    model(torch.rand(8, 1, 28, 28)).sum().backward()
+    norms = analysis.gradient_norms(model)
+    assert list(norms.index) == ["features.block1.conv", "features.block2.conv", "features.block3.conv", "head"]
+    assert (norms > 0).all()
+
+
+def test_per_class_accuracy_and_weight_distance(blobs):
+    model = models.small_cnn(4, 2, 3)
+    acc = analysis.per_class_accuracy(model, blobs, class_names=["a", "b", "c"])
+    assert list(acc.index) == ["a", "b", "c"] and ((acc >= 0) & (acc <= 1)).all()
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    assert (analysis.weight_distance(model, reference) == 0).all()
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+    dist = analysis.weight_distance(model, reference)
+    assert dist["head"] == pytest.approx(math.sqrt(model.head.weight.numel())) and dist["block1"] == 0

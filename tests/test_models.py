@@ -1,0 +1,103 @@
+"""tutorlib.models: the course CNN, offline ImageNet EfficientNet-Lite, hash-checked checkpoints."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from tutorlib import data, models
+
+
+def test_small_cnn_shapes_and_groups():
+    model = models.small_cnn(width=8, depth=5, num_classes=3)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 3)
+    assert [n for n, _ in model.layer_groups()] == ["block1", "block2", "block3", "block4", "block5", "head"]
+    assert model.forward_features(torch.rand(2, 1, 28, 28)).shape == (2, 32)
+    with pytest.raises(ValueError, match="positive"):
+        models.small_cnn(width=0)
+
+
+def test_lite0_recognises_the_palace_offline():
+    """COURSE.md section 3: scikit-learn's china.jpg comes out as ImageNet class 698, 'palace'."""
+    from sklearn.datasets import load_sample_images
+
+    model = models.efficientnet_lite("lite0")
+    with torch.no_grad():
+        probs = model(models.imagenet_preprocess(load_sample_images().images[0])).softmax(1)
+    assert int(probs.argmax()) == 698
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_lite1_and_lite2_load(variant):
+    model = models.efficientnet_lite(variant, input_size=64)
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 1000)
+
+
+def test_unknown_lite_variant():
+    with pytest.raises(ValueError, match="lite0"):
+        models.efficientnet_lite("lite9")
+
+
+def test_every_checkpoint_loads_and_matches_its_manifest():
+    names = models.list_checkpoints()
+    assert {"A_w16", "B_w16", "A_w32", "B_w32", "A_rotation_w16"} <= set(names)
+    for name in names:
+        info = models.checkpoint_info(name)
+        model = models.load_checkpoint(name)
+        assert model.config["num_classes"] == info["architecture"]["num_classes"]
+        assert info["metrics"]["test_accuracy"] > 0.5
+
+
+def test_checkpoint_reaches_its_recorded_accuracy():
+    model = models.load_checkpoint("A_w16")
+    test = data.select_classes(data.load_fashion_mnist("test"), data.HALF_A)
+    from tutorlib.train import evaluate
+    recorded = models.checkpoint_info("A_w16")["metrics"]["test_accuracy"]
+    assert evaluate(model, test)["accuracy"] == pytest.approx(recorded, abs=1e-3)
+
+
+@pytest.fixture
+def copied_checkpoints(tmp_path, monkeypatch):
+    """A private copy of data/ so tests can damage files."""
+    shutil.copytree(models.CHECKPOINT_DIR, tmp_path / "checkpoints")
+    shutil.copy(data.MANIFEST, tmp_path / "manifest.json")
+    monkeypatch.setattr(models, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(models, "MANIFEST", tmp_path / "manifest.json")
+    return tmp_path
+
+
+def test_altered_checkpoint_names_file_and_both_hashes(copied_checkpoints):
+    path = copied_checkpoints / "checkpoints" / "A_w16.pt"
+    expected = models.checkpoint_info("A_w16")["sha256"]
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(ValueError) as err:
+        models.load_checkpoint("A_w16")
+    assert "A_w16.pt" in str(err.value) and expected in str(err.value) and data.sha256(path) in str(err.value)
+    assert "make checkpoints" in str(err.value)
+
+
+def test_missing_and_unknown_checkpoints(copied_checkpoints):
+    (copied_checkpoints / "checkpoints" / "B_w16.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="make checkpoints"):
+        models.load_checkpoint("B_w16")
+    with pytest.raises(ValueError, match="Available"):
+        models.load_checkpoint("C_w99")
+
+
+def test_wrong_architecture_is_reported(copied_checkpoints):
+    manifest = json.loads((copied_checkpoints / "manifest.json").read_text())
+    manifest["checkpoints"]["A_w16"]["architecture"]["width"] = 8
+    (copied_checkpoints / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="does not fit the architecture"):
+        models.load_checkpoint("A_w16")
+
+
+def test_no_torch_load_without_weights_only():
+    import pathlib
+    import re
+    import tutorlib
+
+    for path in pathlib.Path(tutorlib.__file__).parent.glob("*.py"):
+        for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
+            assert "weights_only=True" in call, f"{path.name}: {call}"

@@ -1,0 +1,152 @@
+"""tutorlib.surgery on the course CNN, timm EfficientNet-Lite0 and torchvision ResNet-18 / MobileNetV3."""
+import pytest
+import timm
+import torch
+import torch.nn as nn
+import torchvision
+
+from tutorlib import models, surgery
+from tutorlib.surgery import BATCH_NORMS
+
+MODELS = {
+    "course_cnn": lambda: models.small_cnn(16, 4, 5),
+    "timm_lite0": lambda: timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=5),
+    "tv_resnet18": lambda: torchvision.models.resnet18(weights=None, num_classes=5),
+    "tv_mobilenet_v3": lambda: torchvision.models.mobilenet_v3_small(weights=None, num_classes=5),
+}
+HEADS = {"course_cnn": "head", "timm_lite0": "classifier", "tv_resnet18": "fc", "tv_mobilenet_v3": "classifier"}
+
+
+@pytest.fixture(params=list(MODELS))
+def named_model(request):
+    torch.manual_seed(0)
+    return request.param, MODELS[request.param]()
+
+
+def test_groups_are_ordered_and_cover_every_parameter(named_model):
+    name, model = named_model
+    groups = surgery.layer_groups(model)
+    assert len(groups) >= 4 and groups[-1][0] == HEADS[name]
+    in_groups = {id(p) for _, m in groups for p in m.parameters()}
+    assert in_groups == {id(p) for p in model.parameters()}
+
+
+def test_freeze_n_groups_freezes_exactly_those_and_keeps_their_bn_in_eval(named_model):
+    _, model = named_model
+    groups = surgery.layer_groups(model)
+    surgery.freeze(model, 2)
+    surgery.train_mode(model)
+    for i, (_, module) in enumerate(groups):
+        frozen = i < 2
+        assert all(p.requires_grad != frozen for p in module.parameters())
+        for bn in (m for m in module.modules() if isinstance(m, BATCH_NORMS)):
+            assert bn.training != frozen
+
+
+def test_frozen_bn_statistics_do_not_move(named_model):
+    _, model = named_model
+    surgery.freeze(model, 1)
+    surgery.train_mode(model)
+    first = surgery.layer_groups(model)[0][1]
+    bn = next(m for m in first.modules() if isinstance(m, BATCH_NORMS))
+    before = bn.running_mean.clone()
+    model(torch.rand(4, 3 if not isinstance(model, models.SmallCNN) else 1, 64, 64))
+    assert torch.equal(before, bn.running_mean)
+
+
+def test_train_bn_keeps_norm_layers_training(named_model):
+    _, model = named_model
+    surgery.freeze(model, 2, train_bn=True)
+    surgery.train_mode(model)
+    for _, module in surgery.layer_groups(model)[:2]:
+        for m in module.modules():
+            if isinstance(m, BATCH_NORMS):
+                assert m.training and all(p.requires_grad for p in m.parameters())
+            elif isinstance(m, (nn.Conv2d, nn.Linear)):
+                assert not m.weight.requires_grad
+
+
+def test_freeze_by_name_and_bad_names(named_model):
+    _, model = named_model
+    names = surgery.group_names(model)
+    surgery.freeze(model, names[1])
+    assert not any(p.requires_grad for _, m in surgery.layer_groups(model)[:2] for p in m.parameters())
+    with pytest.raises(ValueError) as err:
+        surgery.freeze(model, "block99")
+    assert names[0] in str(err.value) and names[-1] in str(err.value)
+    with pytest.raises(ValueError, match="out of range"):
+        surgery.freeze(model, len(names) + 1)
+
+
+def test_unfreeze_from_a_group(named_model):
+    _, model = named_model
+    n = len(surgery.layer_groups(model))
+    surgery.freeze(model, n)
+    assert not any(p.requires_grad for p in model.parameters())
+    surgery.unfreeze(model, n - 2)
+    flags = [all(p.requires_grad for p in m.parameters()) for _, m in surgery.layer_groups(model)]
+    assert flags == [False] * (n - 2) + [True, True]
+    surgery.unfreeze(model)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_discriminative_groups_cover_trainable_params_once_with_lr_falling_to_the_input(named_model):
+    _, model = named_model
+    surgery.freeze(model, 1)
+    groups = surgery.discriminative_param_groups(model, base_lr=1e-3, factor=2.6)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in model.parameters() if p.requires_grad}
+    assert groups[-1]["lr"] == pytest.approx(1e-3)
+    for nearer_input, nearer_head in zip(groups[:-1], groups[1:]):
+        assert nearer_input["lr"] == pytest.approx(nearer_head["lr"] / 2.6)
+    torch.optim.AdamW(groups)  # accepted by a real optimizer
+
+
+def test_replace_head(named_model):
+    name, model = named_model
+    surgery.replace_head(model, 7)
+    x = torch.rand(2, 1 if name == "course_cnn" else 3, 64, 64)
+    assert model.eval()(x).shape == (2, 7)
+
+
+def test_replace_head_on_adapted_lite0_and_unknown_head():
+    model = models.efficientnet_lite("lite0", pretrained=False, input_size=32)
+    surgery.replace_head(model, 3)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 3)
+    odd = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Identity())
+    with pytest.raises(ValueError, match="head_name="):
+        surgery.replace_head(odd, 3)
+
+
+def test_transplant_copies_and_freezes():
+    torch.manual_seed(0)
+    src, dst = models.small_cnn(8, 4, 5), models.small_cnn(8, 4, 5)
+    surgery.transplant(src, dst, 2, freeze=True)
+    for (name, s), (_, d) in list(zip(src.layer_groups(), dst.layer_groups()))[:2]:
+        for a, b in zip(s.state_dict().values(), d.state_dict().values()):
+            assert torch.equal(a, b)
+        assert not any(p.requires_grad for p in d.parameters())
+    assert not torch.equal(src.features.block3.conv.weight, dst.features.block3.conv.weight)
+    assert dst.features.block3.conv.weight.requires_grad
+    with pytest.raises(ValueError, match="different layer groups"):
+        surgery.transplant(src, models.small_cnn(8, 3, 5), 1)
+
+
+def test_prune_magnitude_reaches_the_asked_sparsity():
+    from tutorlib.analysis import sparsity
+
+    model = models.small_cnn(16, 4, 5)
+    surgery.prune_magnitude(model, 0.7)
+    assert sparsity(model) == pytest.approx(0.7, abs=0.01)
+    surgery.prune_magnitude(model, 0.0, permanent=True)
+    assert sparsity(model) == pytest.approx(0.7, abs=0.01)
+    with pytest.raises(ValueError):
+        surgery.prune_magnitude(model, 1.5)
+
+
+def test_summary_table():
+    model = surgery.freeze(models.small_cnn(8, 4, 5), 2)
+    table = surgery.summary(model)
+    assert list(table["group"]) == ["block1", "block2", "block3", "block4", "head"]
+    assert (table["trainable"][:2] == 0).all() and (table["trainable"][2:] > 0).all()

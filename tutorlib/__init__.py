@@ -1,0 +1,34 @@
+"""tutorlib: the small helper library of the course "Pretrained CNNs, tested".
+
+Modules, one per concern (open any of them: they are meant to be read):
+
+* `tutorlib.data`      datasets as in-memory tensors; splits, few-shot, long tail, label noise, corruptions
+* `tutorlib.models`    the course CNN, EfficientNet-Lite with offline ImageNet weights, course checkpoints
+* `tutorlib.surgery`   layer groups, freeze / unfreeze, discriminative learning rates, transplant, pruning
+* `tutorlib.train`     `fit` (the one training loop), evaluate, extract_features, linear_probe, extra losses
+* `tutorlib.analysis`  CKA, gradient norms, LogME, FLOPs, latency, per-class accuracy
+* `tutorlib.plots`     the course's figures
+* `tutorlib.check`     verdict cells (`expect`) and exercise self-checks
+* `tutorlib.profile`   run profiles (quick / standard / full) and the one seed helper
+"""
+from __future__ import annotations
+
+import inspect
+
+from . import analysis, check, data, models, plots, profile, surgery, train
+from .profile import seed_everything
+
+__version__ = "0.1.0"
+__all__ = ["analysis", "check", "data", "models", "plots", "profile", "surgery", "train",
+           "seed_everything", "show"]
+
+
+def show(obj) -> None:
+    """Print the source of any tutorlib helper (or any Python function), highlighted in notebooks."""
+    source = inspect.getsource(obj)
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"```python\n{source}\n```"))
+    except ImportError:
+        print(source)

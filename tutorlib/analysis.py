@@ -1,0 +1,149 @@
+"""Measurements the chapters report: representation similarity, gradients, transferability, cost.
+
+Each function answers one question about a model and returns plain numbers (floats, dicts,
+pandas objects) so that notebooks can put them in tables and `check.expect` them.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .surgery import layer_groups
+from .train import Data, as_tensors, predict
+
+
+# ----------------------------------------------------------------------------- representations
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear centered kernel alignment (Kornblith et al. 2019) between two N x D activation sets.
+
+    1 means the representations match up to rotation and isotropic scaling; 0 means unrelated.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"CKA compares the same N examples: got {len(x)} and {len(y)} rows.")
+    x = x.flatten(1).double()
+    y = y.flatten(1).double()
+    x, y = x - x.mean(0), y - y.mean(0)
+    cross = (y.T @ x).square().sum()
+    return float(cross / ((x.T @ x).norm() * (y.T @ y).norm()))
+
+
+def weight_distance(model: nn.Module, reference: dict[str, torch.Tensor]) -> pd.Series:
+    """L2 distance of each layer group's parameters from `reference` (e.g. the pretrained state_dict)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    out = {}
+    for group, module in layer_groups(model):
+        diffs = [(p.detach() - reference[names[id(p)]]).square().sum() for p in module.parameters()
+                 if names.get(id(p)) in reference and reference[names[id(p)]].shape == p.shape]
+        out[group] = float(torch.stack(diffs).sum().sqrt()) if diffs else float("nan")
+    return pd.Series(out, name="distance")
+
+
+# ----------------------------------------------------------------------------- gradients
+def gradient_norms(model: nn.Module) -> pd.Series:
+    """L2 norm of the weight gradient of every layer that has one, input side first (after backward)."""
+    norms = {name: float(m.weight.grad.norm()) for name, m in model.named_modules()
+             if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.grad is not None
+             and m.weight.ndim > 1}  # conv and linear weights; norm layers' scales are left out
+    return pd.Series(norms, name="grad_norm")
+
+
+# ----------------------------------------------------------------------------- transferability
+def _logme_one(f: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, v: torch.Tensor,
+               max_iter: int = 100, tol: float = 1e-6) -> tuple[float, float, float]:
+    """Evidence maximisation for one target column: returns (evidence / N, alpha, beta)."""
+    n, d = f.shape
+    proj = v.T @ (f.T @ y)  # V^T F^T y, in the eigenbasis of F^T F
+    alpha, beta = 1.0, 1.0
+    for _ in range(max_iter):
+        gamma = float((beta * sigma / (alpha + beta * sigma)).sum())
+        m = v @ (beta * proj / (alpha + beta * sigma))  # posterior mean of the weights
+        m2 = float(m @ m)
+        res2 = float((y - f @ m).square().sum())
+        new_alpha, new_beta = gamma / m2, (n - gamma) / res2
+        done = abs(new_alpha / new_beta - alpha / beta) <= tol * alpha / beta
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    m = v @ (beta * proj / (alpha + beta * sigma))
+    m2, res2 = float(m @ m), float((y - f @ m).square().sum())
+    evidence = (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - n / 2 * math.log(2 * math.pi)
+                - beta / 2 * res2 - alpha / 2 * m2 - 0.5 * float(torch.log(alpha + beta * sigma).sum()))
+    return evidence / n, alpha, beta
+
+
+def logme(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """LogME (You et al. 2021): log marginal evidence per sample of a Bayesian linear model on features.
+
+    Higher means the features explain the one-hot labels better, without any fine-tuning. Each class
+    column gets its own prior precision alpha and noise precision beta, set by the fixed-point
+    evidence-maximisation updates of the paper's Algorithm 1; the score is the mean over classes.
+    """
+    f = features.double().flatten(1)
+    sigma, v = torch.linalg.eigh(f.T @ f)
+    sigma = sigma.clamp_min(0)
+    classes = torch.unique(labels)
+    scores = [_logme_one(f, (labels == c).double(), sigma, v)[0] for c in classes]
+    return float(sum(scores) / len(scores))
+
+
+# ----------------------------------------------------------------------------- cost
+def _batch_shape(input_shape, batch_size: int = 1) -> tuple[int, ...]:
+    shape = tuple(input_shape)
+    return shape if len(shape) == 4 else (batch_size, *shape)
+
+
+def count_flops(model: nn.Module, input_shape) -> int:
+    """FLOPs of one forward pass (a multiply-add counts 2), from `torch.utils.flop_counter`.
+
+    input_shape: ``(C, H, W)`` for one image, or a full ``(N, C, H, W)``.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(_batch_shape(input_shape)))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.inference_mode()
+def latency(model: nn.Module, input_shape, batch_size: int = 1, repeats: int = 15, warmup: int = 3) -> dict:
+    """Wall-clock seconds per forward pass at `batch_size`: median, min and max of `repeats` runs."""
+    model.eval()
+    x = torch.rand(_batch_shape(input_shape, batch_size))
+    for _ in range(warmup):
+        model(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "batch_size": x.shape[0], "threads": torch.get_num_threads()}
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of conv and linear weights that are exactly zero (after `surgery.prune_magnitude`)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return float(sum((w == 0).sum() for w in weights) / sum(w.numel() for w in weights))
+
+
+# ----------------------------------------------------------------------------- accuracy breakdown
+def per_class_accuracy(model: nn.Module, data: Data, class_names=None) -> pd.Series:
+    """Accuracy on each class separately: where a biased model pays for its majority classes."""
+    images, labels = as_tensors(data)[:2]
+    correct = predict(model, images).argmax(1) == labels
+    classes = torch.unique(labels).tolist()
+    acc = {(class_names[c] if class_names else c): float(correct[labels == c].float().mean()) for c in classes}
+    return pd.Series(acc, name="accuracy")

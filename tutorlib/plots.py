@@ -1,0 +1,140 @@
+"""The course's figures, so every chapter looks the same. Each function returns a matplotlib Figure.
+
+Figures are built with `matplotlib.figure.Figure` rather than pyplot, so a notebook shows each
+one exactly once (as the cell's value) and loops do not leak open figures.
+Results tables are "long" DataFrames: one row per measurement, a `seed` column where seeds vary;
+error bars are the standard deviation over seeds.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.figure import Figure
+
+PALETTE = "colorblind"
+
+
+def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
+    sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, axes
+
+
+def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> None:
+    if title:
+        ax.set_title(title)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if ax.get_legend() is not None:
+        ax.legend(frameon=False, fontsize="small")
+
+
+def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
+          xlabel: str | None = None, ylabel: str | None = None, logx: bool = False,
+          logy: bool = False, reference: float | None = None, reference_label: str = "") -> Figure:
+    """Mean of `y` against `x` per `hue`, with a standard-deviation band over the seeds."""
+    fig, (ax,) = _figure()
+    sns.lineplot(data=df, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar="sd",
+                 err_style="bars", ax=ax)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
+        ax.legend(frameon=False, fontsize="small")
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    _finish(ax, title, xlabel, ylabel)
+    return fig
+
+
+def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
+         xlabel: str | None = None, ylabel: str | None = None, ylim: tuple[float, float] | None = None,
+         horizontal: bool = False) -> Figure:
+    """Mean of `y` per category with standard-deviation error bars and each seed as a dot."""
+    fig, (ax,) = _figure(width=6.0)
+    xy = dict(x=y, y=x) if horizontal else dict(x=x, y=y)
+    sns.barplot(data=df, hue=hue, errorbar="sd", capsize=0.1, alpha=0.8, ax=ax, **xy)
+    sns.stripplot(data=df, hue=hue, dodge=hue is not None, color="black", size=3, legend=False, ax=ax, **xy)
+    if ylim:
+        (ax.set_xlim if horizontal else ax.set_ylim)(*ylim)
+    if not horizontal:
+        ax.tick_params(axis="x", labelrotation=20)
+    _finish(ax, title, ylabel if horizontal else xlabel, xlabel if horizontal else ylabel)
+    return fig
+
+
+def scatter(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, label: str | None = None,
+            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
+            logx: bool = False, diagonal: bool = False) -> Figure:
+    """One point per row, optionally annotated with the `label` column (models, methods)."""
+    fig, (ax,) = _figure()
+    sns.scatterplot(data=df, x=x, y=y, hue=hue, style=hue, s=70, ax=ax)
+    if label:
+        for _, row in df.iterrows():
+            ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(4, 4),
+                        fontsize="x-small")
+    if diagonal:
+        lo = min(df[x].min(), df[y].min())
+        hi = max(df[x].max(), df[y].max())
+        ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1)
+    if logx:
+        ax.set_xscale("log")
+    _finish(ax, title, xlabel, ylabel)
+    return fig
+
+
+def training_curves(histories: Mapping[str, object], *, title: str | None = None) -> Figure:
+    """Loss per step, gradient norm per step (log scale) and validation accuracy per epoch, per run."""
+    fig, axes = _figure(ncols=3, width=4.2)
+    for name, h in histories.items():
+        axes[0].plot(h.step_loss, label=name, linewidth=1)
+        axes[1].plot(h.grad_norm, label=name, linewidth=1)
+        if h.val_accuracy:
+            axes[2].plot(range(1, len(h.val_accuracy) + 1), h.val_accuracy, marker="o", label=name)
+    axes[1].set_yscale("log")
+    for ax, (xl, yl) in zip(axes, [("step", "training loss"), ("step", "gradient norm"),
+                                   ("epoch", "validation accuracy")]):
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+    axes[0].legend(frameon=False, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def layer_profile(df: pd.DataFrame, layer: str, value: str, hue: str | None = None, *,
+                  title: str | None = None, ylabel: str | None = None, logy: bool = False) -> Figure:
+    """A value per layer, input on the left and output on the right (gradient norms, CKA, distances)."""
+    fig, (ax,) = _figure(width=6.0)
+    sns.pointplot(data=df, x=layer, y=value, hue=hue, errorbar="sd", dodge=0.2, ax=ax)
+    if logy:
+        ax.set_yscale("log")
+    ax.tick_params(axis="x", labelrotation=30)
+    _finish(ax, title, "layer (input → output)", ylabel)
+    return fig
+
+
+def image_grid(images: torch.Tensor, labels: torch.Tensor | None = None, class_names=None, *,
+               ncols: int = 10, title: str | None = None) -> Figure:
+    """A grid of images with their class names, to look at the data before modelling it."""
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(1.2 * ncols, 1.35 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i < n:
+            img = images[i].permute(1, 2, 0).squeeze(-1).numpy()
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            if labels is not None:
+                c = int(labels[i])
+                ax.set_title(class_names[c] if class_names else str(c), fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    return fig

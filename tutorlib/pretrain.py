@@ -1,0 +1,124 @@
+"""Train the course checkpoints that chapters share (`make checkpoints`).
+
+    python -m tutorlib.pretrain            # all of them
+    python -m tutorlib.pretrain A_w16      # just one
+    python -m tutorlib.pretrain --list
+
+Each recipe is a plain dict, written into data/manifest.json beside the file's sha256 and the
+measured accuracy, so a checkpoint says exactly how it was made. Seeds are fixed: on the same
+torch version and thread count a rerun gives the same file, byte for byte.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import DATA_DIR, HALF_A, HALF_B, MANIFEST, load_fashion_mnist, select_classes, sha256
+from .models import CHECKPOINT_DIR, small_cnn
+from .profile import seed_everything
+from .train import evaluate, fit
+
+HALVES = {"A": HALF_A, "B": HALF_B}
+
+RECIPES: dict[str, dict] = {
+    "A_w16": dict(task="classes", half="A", width=16, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
+    "B_w16": dict(task="classes", half="B", width=16, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
+    "A_w32": dict(task="classes", half="A", width=32, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
+    "B_w32": dict(task="classes", half="B", width=32, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
+    "A_rotation_w16": dict(task="rotation", half="A", width=16, depth=4, epochs=4, lr=3e-3, weight_decay=5e-4),
+}
+COMMON = dict(batch_size=128, optimizer="adamw", schedule="cosine", seed=0,
+              data="bundled Fashion-MNIST subset, 1,500 train / 500 test images per class")
+
+
+# ----------------------------------------------------------------------------- rotation pretext
+def rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All four rotations (0, 90, 180, 270 degrees) of every image, and which rotation each is."""
+    rotated = torch.cat([torch.rot90(images, k, dims=(2, 3)) for k in range(4)])
+    return rotated, torch.arange(4).repeat_interleave(len(images))
+
+
+class RotationPretext(nn.Module):
+    """Gidaris et al. 2018 (RotNet): predict the rotation; every batch holds all four of each image."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(rotations(images)[0])
+
+    def layer_groups(self):
+        return self.backbone.layer_groups()
+
+
+def rotation_loss(logits: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against the rotation index; the class labels are ignored (self-supervised)."""
+    return F.cross_entropy(logits, torch.arange(4).repeat_interleave(len(logits) // 4))
+
+
+# ----------------------------------------------------------------------------- training
+def train_checkpoint(recipe: dict, progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train one recipe; return the model and its measured metrics."""
+    seed_everything(COMMON["seed"])
+    classes = HALVES[recipe["half"]]
+    train = select_classes(load_fashion_mnist("train"), classes)
+    test = select_classes(load_fashion_mnist("test"), classes)
+    rotation = recipe["task"] == "rotation"
+    model = small_cnn(recipe["width"], recipe["depth"], num_classes=4 if rotation else len(classes))
+    trained = RotationPretext(model) if rotation else model
+    if rotation:  # no class labels: the targets are made from the images themselves
+        train = (train[0], torch.zeros(len(train[0]), dtype=torch.long))
+    history = fit(trained, train, epochs=recipe["epochs"], lr=recipe["lr"], weight_decay=recipe["weight_decay"],
+                  batch_size=COMMON["batch_size"], seed=COMMON["seed"], progress=progress,
+                  loss_fn=rotation_loss if rotation else None)
+    eval_set = rotations(test[0]) if rotation else test
+    metrics = {"test_accuracy": round(evaluate(model, eval_set)["accuracy"], 4),
+               "metric_on": "rotation prediction, A test images" if rotation else f"classes of {recipe['half']}, test split",
+               "final_train_loss": round(history.train_loss[-1], 4), "train_seconds": round(history.seconds, 1)}
+    return model, metrics
+
+
+def save_checkpoint(name: str, model: nn.Module, recipe: dict, metrics: dict) -> dict:
+    """Write the weights and their manifest entry (sha256, architecture, recipe, metrics)."""
+    CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
+    path = CHECKPOINT_DIR / f"{name}.pt"
+    torch.save(model.state_dict(), path)
+    arch = {"name": "small_cnn", **{k: model.config[k] for k in ("width", "depth", "num_classes", "in_channels")}}
+    entry = {"file": str(path.relative_to(DATA_DIR)), "sha256": sha256(path), "bytes": path.stat().st_size,
+             "architecture": arch, "recipe": {**recipe, **COMMON}, "metrics": metrics,
+             "torch": torch.__version__, "threads": torch.get_num_threads()}
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+    manifest.setdefault("checkpoints", {})[name] = entry
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    return entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the course checkpoints into data/checkpoints/.")
+    parser.add_argument("names", nargs="*", help=f"which to train (default: all of {list(RECIPES)})")
+    parser.add_argument("--list", action="store_true", help="print the recipes and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, recipe in RECIPES.items():
+            print(f"{name:16s} {recipe}")
+        return
+    unknown = [n for n in args.names if n not in RECIPES]
+    if unknown:
+        raise SystemExit(f"Unknown checkpoint(s) {unknown}; choose from {list(RECIPES)}.")
+    for name in args.names or list(RECIPES):
+        start = time.perf_counter()
+        model, metrics = train_checkpoint(RECIPES[name], progress=not args.quiet)
+        entry = save_checkpoint(name, model, RECIPES[name], metrics)
+        print(f"{name:16s} test accuracy {metrics['test_accuracy']:.4f}  {entry['bytes'] / 1024:.0f} KiB  "
+              f"sha256 {entry['sha256'][:12]}  ({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Model surgery: split a network into layer groups, freeze, unfreeze, transplant, re-head, prune.
+
+Works on any `nn.Module` a learner brings: the course CNN, timm models (EfficientNet-Lite, ResNet)
+and torchvision models (ResNet-18, MobileNetV3). The semantics follow fastai:
+
+* a *layer group* is a unit the network is cut at, ordered from the input to the head;
+* *frozen* means ``requires_grad=False`` and, unless ``train_bn=True``, BatchNorm layers kept in eval
+  mode so their running statistics do not move (call `train_mode(model)` instead of
+  ``model.train()`` in your own loops; `train.fit` does it for you).
+"""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.utils.prune as prune
+
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+BATCH_NORMS = nn.modules.batchnorm._BatchNorm
+HEAD_NAMES = ("head", "fc", "classifier")
+STAGE_CONTAINERS = ("features", "blocks", "layers", "stages")
+
+Groups = list[tuple[str, nn.Module]]
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def layer_groups(model: nn.Module) -> Groups:
+    """The model's layer groups as ordered ``(name, module)`` pairs, input side first, head last.
+
+    A model with a `layer_groups()` method (the course CNN) decides for itself. Otherwise: the
+    top-level children that hold parameters, with stage containers (`features`, `blocks`, `layers`,
+    `stages`) expanded into their stages, and a lone norm layer (`bn1`) merged into the group before it.
+    """
+    if hasattr(model, "layer_groups") and callable(model.layer_groups):
+        return list(model.layer_groups())
+    groups: Groups = []
+    for name, child in model.named_children():
+        if not _has_params(child):
+            continue
+        if name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList)):
+            groups += [(f"{name}.{n}", m) for n, m in child.named_children() if _has_params(m)]
+        elif isinstance(child, NORM_LAYERS) and groups:
+            prev_name, prev = groups[-1]
+            groups[-1] = (f"{prev_name}+{name}", nn.ModuleList([prev, child]))
+        else:
+            groups.append((name, child))
+    if not groups:
+        raise ValueError(f"{type(model).__name__} has no parameters, so it has no layer groups.")
+    return groups
+
+
+def group_names(model: nn.Module) -> list[str]:
+    return [name for name, _ in layer_groups(model)]
+
+
+def _resolve_depth(groups: Groups, up_to: int | str) -> int:
+    """Turn `up_to` (a count or a group name) into the number of groups from the input side."""
+    names = [n for n, _ in groups]
+    if isinstance(up_to, str):
+        if up_to not in names:
+            raise ValueError(f"Unknown layer group {up_to!r}. This model's groups, input to head: {names}.")
+        return names.index(up_to) + 1
+    if isinstance(up_to, bool) or not isinstance(up_to, int) or not 0 <= up_to <= len(names):
+        raise ValueError(f"Depth {up_to!r} is out of range: use an int from 0 to {len(names)} or a group name. "
+                         f"This model's groups, input to head: {names}.")
+    return up_to
+
+
+def set_bn_eval(model: nn.Module) -> nn.Module:
+    """Put every BatchNorm whose parameters are all frozen into eval mode (fastai's rule)."""
+    for m in model.modules():
+        params = list(m.parameters(recurse=False))
+        if isinstance(m, BATCH_NORMS) and params and not any(p.requires_grad for p in params):
+            m.eval()
+    return model
+
+
+def train_mode(model: nn.Module) -> nn.Module:
+    """``model.train()`` that keeps frozen BatchNorm layers in eval mode. Use it in training loops."""
+    return set_bn_eval(model.train())
+
+
+def _set_trainable(groups: Groups, n_frozen: int, train_bn: bool) -> None:
+    for i, (_, module) in enumerate(groups):
+        for m in module.modules():
+            keep_training = i >= n_frozen or (train_bn and isinstance(m, NORM_LAYERS))
+            for p in m.parameters(recurse=False):
+                p.requires_grad = keep_training
+
+
+def freeze(model: nn.Module, up_to: int | str, train_bn: bool = False) -> nn.Module:
+    """Freeze the first `up_to` groups (or through the group named `up_to`); the rest train.
+
+    train_bn=True keeps BatchNorm layers of frozen groups trainable and updating (fastai's default).
+    """
+    groups = layer_groups(model)
+    _set_trainable(groups, _resolve_depth(groups, up_to), train_bn)
+    model.train(model.training)  # re-apply the current mode so frozen BN drops to eval if needed
+    return set_bn_eval(model)
+
+
+def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
+    """Make groups trainable from `from_group` (index or name) to the head; earlier groups stay as they are.
+
+    ``unfreeze(model)`` unfreezes everything; stepping `from_group` down one group per epoch is
+    gradual unfreezing (Howard & Ruder 2018).
+    """
+    groups = layer_groups(model)
+    start = _resolve_depth(groups, from_group) - (1 if isinstance(from_group, str) else 0)
+    for _, module in groups[start:]:
+        for p in module.parameters():
+            p.requires_grad = True
+        for m in module.modules():
+            if isinstance(m, BATCH_NORMS):
+                m.train(model.training)
+    return model
+
+
+def _head_owner(model: nn.Module) -> nn.Module:
+    """The module that owns the classifier (unwraps the `AdaptInput` wrapper)."""
+    from .models import AdaptInput
+
+    return _head_owner(model.model) if isinstance(model, AdaptInput) else model
+
+
+def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Module:
+    """Swap the final linear classifier for a fresh one with `num_classes` outputs."""
+    owner = _head_owner(model)
+    if head_name is None and hasattr(owner, "reset_classifier"):  # timm models
+        owner.reset_classifier(num_classes)
+        return model
+    name = head_name or next((n for n in HEAD_NAMES if isinstance(getattr(owner, n, None), nn.Module)), None)
+    head = getattr(owner, name, None) if name else None
+    if isinstance(head, nn.Linear):
+        setattr(owner, name, nn.Linear(head.in_features, num_classes))
+        return model
+    if isinstance(head, nn.Sequential) and any(isinstance(m, nn.Linear) for m in head):
+        last = max(i for i, m in enumerate(head) if isinstance(m, nn.Linear))
+        head[last] = nn.Linear(head[last].in_features, num_classes)
+        return model
+    children = [n for n, _ in owner.named_children()]
+    raise ValueError(f"Could not find a linear head in {type(owner).__name__} (looked for {HEAD_NAMES}; "
+                     f"its children are {children}). Pass the attribute that holds it: "
+                     f"replace_head(model, {num_classes}, head_name='...').")
+
+
+def discriminative_param_groups(model: nn.Module, base_lr: float, factor: float = 2.6) -> list[dict]:
+    """Optimizer parameter groups: the head at `base_lr`, each group nearer the input `factor` x lower.
+
+    Covers every trainable parameter exactly once (frozen ones are left out). ULMFiT's factor is 2.6.
+    """
+    groups, seen, out = layer_groups(model), set(), []
+    for i, (name, module) in enumerate(groups):
+        params = [p for p in module.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in params)
+        if params:
+            out.append({"params": params, "lr": base_lr / factor ** (len(groups) - 1 - i), "name": name})
+    leftover = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+    if not out and not leftover:
+        raise ValueError("The model has no trainable parameters: unfreeze some groups first.")
+    if leftover:  # parameters outside every group (rare) train with the head
+        out.append({"params": leftover, "lr": base_lr, "name": "other"})
+    return out
+
+
+def transplant(src: nn.Module, dst: nn.Module, n_groups: int | str, freeze: bool = True,
+               train_bn: bool = False) -> nn.Module:
+    """Copy the first `n_groups` groups of `src` into `dst` (Yosinski's AnB / AnB+), frozen or not."""
+    src_groups, dst_groups = layer_groups(src), layer_groups(dst)
+    if [n for n, _ in src_groups] != [n for n, _ in dst_groups]:
+        raise ValueError(f"src and dst have different layer groups: {[n for n, _ in src_groups]} vs "
+                         f"{[n for n, _ in dst_groups]}. Transplant between models of one architecture.")
+    n = _resolve_depth(dst_groups, n_groups)
+    for (name, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):
+        try:
+            d.load_state_dict(s.state_dict())
+        except RuntimeError as err:
+            raise ValueError(f"Group {name!r} has different shapes in src and dst: {err}") from err
+    _set_trainable(dst_groups, n if freeze else 0, train_bn)
+    return set_bn_eval(dst)
+
+
+def prune_magnitude(model: nn.Module, amount: float, permanent: bool = False) -> nn.Module:
+    """Global magnitude pruning (Han et al. 2015): zero the smallest `amount` of all conv/linear weights.
+
+    The zeros are kept by a mask during further training; `permanent=True` bakes them into the weights.
+    """
+    if not 0.0 <= amount <= 1.0:
+        raise ValueError(f"amount is the fraction of weights to remove and must be in [0, 1], got {amount}.")
+    targets = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
+    if permanent:
+        for m, name in targets:
+            prune.remove(m, name)
+    return model
+
+
+def summary(model: nn.Module) -> pd.DataFrame:
+    """One row per layer group: parameters, how many train, and whether its BatchNorms are updating."""
+    rows = []
+    for name, module in layer_groups(model):
+        params = list(module.parameters())
+        bns = [m for m in module.modules() if isinstance(m, BATCH_NORMS)]
+        rows.append({"group": name, "params": sum(p.numel() for p in params),
+                     "trainable": sum(p.numel() for p in params if p.requires_grad),
+                     "bn_updating": (all(m.training for m in bns) if bns else None)})
+    return pd.DataFrame(rows)
