@@ -10,16 +10,17 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.plots`     the course's figures
 * `tutorlib.check`     verdict cells (`expect`) and exercise self-checks
 * `tutorlib.profile`   run profiles (quick / standard / full) and the one seed helper
+* `tutorlib.transfer`  the A -> B transfer protocol the chapters share (pretrain, probe, fine-tune)
 """
 from __future__ import annotations
 
 import inspect
 
-from . import analysis, check, data, models, plots, profile, surgery, train
+from . import analysis, check, data, models, plots, profile, surgery, train, transfer
 from .profile import seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["analysis", "check", "data", "models", "plots", "profile", "surgery", "train",
+__all__ = ["analysis", "check", "data", "models", "plots", "profile", "surgery", "train", "transfer",
            "seed_everything", "show"]
 
 

@@ -26,7 +26,10 @@ from .train import evaluate, fit
 HALVES = {"A": HALF_A, "B": HALF_B}
 
 RECIPES: dict[str, dict] = {
+    "A_w8": dict(task="classes", half="A", width=8, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
     "A_w16": dict(task="classes", half="A", width=16, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
+    "A_w64": dict(task="classes", half="A", width=64, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
+    "A_w16_d6": dict(task="classes", half="A", width=16, depth=6, epochs=8, lr=3e-3, weight_decay=5e-4),
     "B_w16": dict(task="classes", half="B", width=16, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
     "A_w32": dict(task="classes", half="A", width=32, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
     "B_w32": dict(task="classes", half="B", width=32, depth=4, epochs=8, lr=3e-3, weight_decay=5e-4),
@@ -88,7 +91,7 @@ def save_checkpoint(name: str, model: nn.Module, recipe: dict, metrics: dict) ->
     """Write the weights and their manifest entry (sha256, architecture, recipe, metrics)."""
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
     path = CHECKPOINT_DIR / f"{name}.pt"
-    torch.save(model.state_dict(), path)
+    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, path)  # layout-independent bytes
     arch = {"name": "small_cnn", **{k: model.config[k] for k in ("width", "depth", "num_classes", "in_channels")}}
     entry = {"file": str(path.relative_to(DATA_DIR)), "sha256": sha256(path), "bytes": path.stat().st_size,
              "architecture": arch, "recipe": {**recipe, **COMMON}, "metrics": metrics,

@@ -149,7 +149,7 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int, 
     check_images(tensors[0])
     generator = seed_everything(seed) if seed is not None else torch.Generator().manual_seed(
         int(torch.randint(0, 2**31, ())))
-    model.to(dev)
+    model.to(dev, memory_format=torch.channels_last)  # ~1.7x faster convolutions on CPU (benchmarks/)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
     opt = make_optimizer(groups, optimizer, lr, weight_decay)
     base_lrs = [g["lr"] for g in opt.param_groups]
@@ -235,7 +235,7 @@ def _diverged(model, good_state, history, epoch, step, loss, norm, lr) -> None:
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
     """Logits for `images`, in eval mode and without autograd, restoring the model's mode after."""
     was_training, dev = model.training, resolve_device(device)
-    model.eval().to(dev)
+    model.eval().to(dev, memory_format=torch.channels_last)
     out = torch.cat([model(images[i:i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)])
     if was_training:
         train_mode(model)
