@@ -7,6 +7,7 @@ error bars are the standard deviation over seeds.
 """
 from __future__ import annotations
 
+import io
 from typing import Mapping
 
 import pandas as pd
@@ -15,6 +16,26 @@ import torch
 from matplotlib.figure import Figure
 
 PALETTE = "colorblind"
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _register_notebook_display() -> None:
+    """Let Jupyter show these pyplot-free Figures as PNG when they are a cell's value."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png)
+
+
+_register_notebook_display()
 
 
 def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
@@ -31,8 +52,8 @@ def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> No
         ax.set_xlabel(xlabel)
     if ylabel is not None:
         ax.set_ylabel(ylabel)
-    if ax.get_legend() is not None:
-        ax.legend(frameon=False, fontsize="small")
+    if ax.get_legend() is not None:  # outside the axes, so it never hides data
+        ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
@@ -44,7 +65,7 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: st
                  err_style="bars", ax=ax)
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
-        ax.legend(frameon=False, fontsize="small")
+        ax.legend()
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -55,10 +76,10 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: st
 
 def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
          xlabel: str | None = None, ylabel: str | None = None, ylim: tuple[float, float] | None = None,
-         horizontal: bool = False) -> Figure:
+         horizontal: bool = False, order: list | None = None) -> Figure:
     """Mean of `y` per category with standard-deviation error bars and each seed as a dot."""
     fig, (ax,) = _figure(width=6.0)
-    xy = dict(x=y, y=x) if horizontal else dict(x=x, y=y)
+    xy = dict(x=y, y=x, order=order) if horizontal else dict(x=x, y=y, order=order)
     sns.barplot(data=df, hue=hue, errorbar="sd", capsize=0.1, alpha=0.8, ax=ax, **xy)
     sns.stripplot(data=df, hue=hue, dodge=hue is not None, color="black", size=3, legend=False, ax=ax, **xy)
     if ylim:
