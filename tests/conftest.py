@@ -6,6 +6,7 @@ import torch
 
 os.environ.setdefault("TUTORLIB_PROFILE", "quick")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["TUTORLIB_HEADLESS"] = "1"  # notebook kernels inherit it: explorers draw static figures
 
 
 @pytest.fixture

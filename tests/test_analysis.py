@@ -15,6 +15,14 @@ def test_linear_cka_invariances():
     assert analysis.linear_cka(x, x) == pytest.approx(1.0)
     assert analysis.linear_cka(x, 3.0 * x @ q + 1.0) == pytest.approx(1.0)  # rotation, scale, shift
     assert analysis.linear_cka(x, torch.randn(200, 10, generator=g)) < 0.2
+    wide, wider = torch.randn(20, 50, generator=g), torch.randn(20, 70, generator=g)
+    narrow_form = analysis.linear_cka(wide[:, :15], wider[:, :15])  # D < N: the D x D form
+    x15, y15 = wide[:, :15].double(), wider[:, :15].double()
+    x15, y15 = x15 - x15.mean(0), y15 - y15.mean(0)
+    assert narrow_form == pytest.approx(float((y15.T @ x15).square().sum() / ((x15.T @ x15).norm() * (y15.T @ y15).norm())))
+    wx, wy = wide.double() - wide.double().mean(0), wider.double() - wider.double().mean(0)
+    direct = float((wy.T @ wx).square().sum() / ((wx.T @ wx).norm() * (wy.T @ wy).norm()))
+    assert analysis.linear_cka(wide, wider) == pytest.approx(direct)  # D > N: the Gram form agrees
     with pytest.raises(ValueError, match="same N"):
         analysis.linear_cka(x, x[:10])
 

@@ -164,6 +164,8 @@ def test_extract_features_and_linear_probe(blobs):
         train.extract_features(model, blobs, layer="block9")
     probe = train.linear_probe(flat, blobs[1])
     assert probe.score(flat, blobs[1]) >= 0.95
+    with torch.no_grad():
+        assert torch.allclose(probe.as_linear()(flat), probe(flat), atol=1e-4)
 
 
 def test_distillation_and_l2sp():

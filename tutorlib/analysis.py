@@ -28,6 +28,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     x = x.flatten(1).double()
     y = y.flatten(1).double()
     x, y = x - x.mean(0), y - y.mean(0)
+    if max(x.shape[1], y.shape[1]) > len(x):  # wide (flattened conv) features: the N x N Gram form is cheaper
+        gram_x, gram_y = x @ x.T, y @ y.T  # ||Y^T X||^2 = <X X^T, Y Y^T>
+        return float((gram_x * gram_y).sum() / (gram_x.norm() * gram_y.norm()))
     cross = (y.T @ x).square().sum()
     return float(cross / ((x.T @ x).norm() * (y.T @ y).norm()))
 

@@ -36,6 +36,7 @@ def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str
     nb = nbformat.read(path, as_version=4)
     results.unlink(missing_ok=True)
     os.environ["TUTORLIB_RESULTS"] = str(results)
+    os.environ["TUTORLIB_HEADLESS"] = "1"  # explorers draw static figures: nobody can press their buttons
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     try:

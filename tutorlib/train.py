@@ -303,6 +303,14 @@ class LinearProbe(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear((features - self.mean) / self.std)
 
+    def as_linear(self) -> nn.Linear:
+        """The same classifier as one nn.Linear on raw features (standardisation folded in): an LP-FT head."""
+        linear = nn.Linear(len(self.mean), self.linear.out_features)
+        with torch.no_grad():
+            linear.weight.copy_(self.linear.weight / self.std)
+            linear.bias.copy_(self.linear.bias - linear.weight @ self.mean)
+        return linear
+
     @torch.inference_mode()
     def score(self, features: torch.Tensor, labels: torch.Tensor) -> float:
         """Accuracy on held-out features."""
