@@ -150,3 +150,14 @@ def test_summary_table():
     table = surgery.summary(model)
     assert list(table["group"]) == ["block1", "block2", "block3", "block4", "head"]
     assert (table["trainable"][:2] == 0).all() and (table["trainable"][2:] > 0).all()
+
+
+def test_train_only_trains_exactly_the_named_groups():
+    model = models.small_cnn(8, 4, 5)
+    surgery.train_only(model, ["block1", "head"])
+    surgery.train_mode(model)
+    flags = {n: all(p.requires_grad for p in m.parameters()) for n, m in model.layer_groups()}
+    assert flags == {"block1": True, "block2": False, "block3": False, "block4": False, "head": True}
+    assert model.features.block1.bn.training and not model.features.block3.bn.training
+    with pytest.raises(ValueError, match="block1"):
+        surgery.train_only(model, ["blok1"])

@@ -119,6 +119,22 @@ def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
     return model
 
 
+def train_only(model: nn.Module, groups: list[str], train_bn: bool = False) -> nn.Module:
+    """Freeze every layer group except those named (surgical fine-tuning, Lee et al. 2023)."""
+    names = group_names(model)
+    unknown = [g for g in groups if g not in names]
+    if unknown:
+        raise ValueError(f"Unknown layer group(s) {unknown}. This model's groups, input to head: {names}.")
+    for name, module in layer_groups(model):
+        for m in module.modules():
+            for p in m.parameters(recurse=False):
+                p.requires_grad = name in groups or (train_bn and isinstance(m, NORM_LAYERS))
+        for m in module.modules():
+            if isinstance(m, BATCH_NORMS):
+                m.train(model.training)
+    return set_bn_eval(model)
+
+
 def _head_owner(model: nn.Module) -> nn.Module:
     """The module that owns the classifier (unwraps the `AdaptInput` wrapper)."""
     from .models import AdaptInput
