@@ -85,3 +85,7 @@ def test_per_class_accuracy_and_weight_distance(blobs):
         model.head.weight.add_(1.0)
     dist = analysis.weight_distance(model, reference)
     assert dist["head"] == pytest.approx(math.sqrt(model.head.weight.numel())) and dist["block1"] == 0
+
+
+def test_pareto_front():
+    assert analysis.pareto_front([1, 2, 3, 4], [0.5, 0.7, 0.6, 0.9]) == [True, True, False, True]

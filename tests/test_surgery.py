@@ -145,6 +145,17 @@ def test_prune_magnitude_reaches_the_asked_sparsity():
         surgery.prune_magnitude(model, 1.5)
 
 
+def test_prune_after_fit_and_retrain_keeps_zeros(blobs):
+    from tutorlib.analysis import sparsity
+    from tutorlib.train import fit
+
+    model = models.small_cnn(4, 2, 3)
+    fit(model, blobs, epochs=1, lr=1e-2, progress=False)  # leaves the weights channels-last
+    surgery.prune_magnitude(model, 0.5)
+    fit(model, blobs, epochs=2, lr=1e-2, progress=False)
+    assert sparsity(model) == pytest.approx(0.5, abs=0.02)
+
+
 def test_summary_table():
     model = surgery.freeze(models.small_cnn(8, 4, 5), 2)
     table = surgery.summary(model)

@@ -150,3 +150,10 @@ def per_class_accuracy(model: nn.Module, data: Data, class_names=None) -> pd.Ser
     classes = torch.unique(labels).tolist()
     acc = {(class_names[c] if class_names else c): float(correct[labels == c].float().mean()) for c in classes}
     return pd.Series(acc, name="accuracy")
+
+
+def pareto_front(cost, score) -> list[bool]:
+    """Which models are Pareto-optimal: no other model is both cheaper (or equal) and better."""
+    cost, score = list(cost), list(score)
+    return [not any((c2 <= c and s2 > s) or (c2 < c and s2 >= s) for c2, s2 in zip(cost, score))
+            for c, s in zip(cost, score)]

@@ -206,6 +206,7 @@ def prune_magnitude(model: nn.Module, amount: float, permanent: bool = False) ->
     """
     if not 0.0 <= amount <= 1.0:
         raise ValueError(f"amount is the fraction of weights to remove and must be in [0, 1], got {amount}.")
+    model.to(memory_format=torch.contiguous_format)  # torch's pruning flattens with .view(); `fit` leaves channels-last
     targets = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
     if permanent:
