@@ -160,6 +160,25 @@ def load_digits(image_size: int = 28) -> Dataset:
     return x, torch.tensor(bunch.target, dtype=torch.long)
 
 
+DATASETS = ("fashion_mnist", "digits")
+
+
+def load_dataset(name: str, split: str = "train", size: str = "small") -> Dataset:
+    """Any course dataset by name, so a typo gets the list of names instead of an AttributeError.
+
+    "digits" has no official split: a fixed stratified 80/20 split (seed 0) gives "train" and "test".
+    """
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}.")
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; choose one of {SPLITS}.")
+    if name == "fashion_mnist":
+        return load_fashion_mnist(split, size)
+    digits = load_digits()
+    train_idx, test_idx = stratified_split(digits[1], (0.8, 0.2), seed=0)
+    return take(digits, train_idx if split == "train" else test_idx)
+
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 

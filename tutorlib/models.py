@@ -231,23 +231,35 @@ def checkpoint_info(name: str) -> dict:
     return entries[name]
 
 
-def load_checkpoint(name: str) -> nn.Module:
-    """A course checkpoint with its weights, after checking the file's sha256 against the manifest."""
-    info = checkpoint_info(name)
+def _verified_checkpoint_file(name: str, info: dict) -> Path:
+    """The checkpoint's path once it is known to be complete and unchanged; else the error and fix."""
     path = DATA_DIR / info["file"]
+    fix = f"Restore it with `git checkout -- data/{info['file']}` or rebuild it with `make checkpoints`."
     if not path.exists():
-        raise FileNotFoundError(f"Checkpoint file {path} is missing. Rebuild it with `make checkpoints`.")
-    actual = sha256(path)
+        raise FileNotFoundError(f"Checkpoint file {path} for {name!r} is missing. {fix}")
+    size, actual = path.stat().st_size, sha256(path)
+    if "bytes" in info and size < info["bytes"]:
+        raise ValueError(f"Checkpoint {path} is truncated: {size} of {info['bytes']} bytes (an interrupted "
+                         f"download or copy). Expected sha256 {info['sha256']}, got {actual}. {fix}")
     if actual != info["sha256"]:
-        raise ValueError(f"Checkpoint {path} does not match data/manifest.json: expected sha256 "
-                         f"{info['sha256']}, got {actual}. The file is corrupt or was changed; restore it "
-                         f"with `git checkout -- {path.relative_to(DATA_DIR.parent)}` or `make checkpoints`.")
+        raise ValueError(f"Checkpoint {path} was altered: expected sha256 {info['sha256']} from "
+                         f"data/manifest.json, got {actual}. {fix}")
+    return path
+
+
+def load_checkpoint(name: str) -> nn.Module:
+    """A course checkpoint with its weights, after checking the file's size and sha256 against the manifest."""
+    info = checkpoint_info(name)
+    path = _verified_checkpoint_file(name, info)
     arch = dict(info["architecture"])
+    if arch.get("name") not in ARCHITECTURES:
+        raise ValueError(f"Checkpoint {name!r} names architecture {arch.get('name')!r}, which tutorlib does "
+                         f"not know (known: {sorted(ARCHITECTURES)}). Update tutorlib or run `make checkpoints`.")
     model = ARCHITECTURES[arch.pop("name")](**arch)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except RuntimeError as err:
+        first_mismatch = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise ValueError(f"Checkpoint {path} does not fit the architecture {info['architecture']} in the "
-                         f"manifest ({err}). Rebuild it with `make checkpoints`.") from err
+                         f"manifest ({first_mismatch} ...). Rebuild it with `make checkpoints`.") from err
     return model.eval()

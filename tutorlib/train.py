@@ -94,6 +94,18 @@ def check_labels(labels: torch.Tensor, num_outputs: int) -> None:
                          f"surgery.replace_head(model, num_classes).")
 
 
+def is_shape_error(err: RuntimeError) -> bool:
+    return any(word in str(err) for word in ("channels", "shape", "size", "dimension"))
+
+
+def input_mismatch(model: nn.Module, images: torch.Tensor, err: RuntimeError) -> ValueError:
+    """Turn PyTorch's shape error deep inside a layer into one that says what to change."""
+    return ValueError(
+        f"{type(model).__name__} cannot take images of shape C x H x W = {tuple(images.shape[1:])}: {err}. "
+        f"Grayscale images into an RGB model: wrap it with models.AdaptInput(model, image_size) or pass "
+        f"images.expand(-1, 3, -1, -1); your own network: build it with in_channels={images.shape[1]}.")
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -171,8 +183,13 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int, 
                 factor = lr_factor(step, total_steps, warmup_steps, schedule)
                 for g, base in zip(opt.param_groups, base_lrs):
                     g["lr"] = base * factor
-                logits = model(batch[0])
-                if step == 0 and tensors[1].dtype == torch.long:  # soft targets are checked by loss_fn
+                try:
+                    logits = model(batch[0])
+                except RuntimeError as err:
+                    if step == 0 and is_shape_error(err):  # a wrong channel count or size shows up here
+                        raise input_mismatch(model, batch[0], err) from err
+                    raise
+                if step == 0 and (tensors[1].dtype == torch.long or loss_fn is F.cross_entropy and tensors[1].ndim == 1):
                     check_labels(tensors[1], logits.shape[1])
                 loss = loss_fn(logits, *batch[1:])
                 opt.zero_grad(set_to_none=True)
@@ -236,10 +253,15 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, devi
     """Logits for `images`, in eval mode and without autograd, restoring the model's mode after."""
     was_training, dev = model.training, resolve_device(device)
     model.eval().to(dev, memory_format=torch.channels_last)
-    out = torch.cat([model(images[i:i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)])
-    if was_training:
-        train_mode(model)
-    return out
+    try:
+        return torch.cat([model(images[i:i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)])
+    except RuntimeError as err:
+        if not is_shape_error(err):
+            raise
+        raise input_mismatch(model, images, err) from err
+    finally:
+        if was_training:
+            train_mode(model)
 
 
 def evaluate(model: nn.Module, data: Data, batch_size: int = 1024, device: str = "cpu") -> dict[str, float]:
