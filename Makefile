@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 PROFILE ?= standard
 STAMP   := $(VENV)/.installed
 
-.PHONY: course test lab data checkpoints bench clean
+.PHONY: course student test lab data checkpoints bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 
 course: $(STAMP)  ## execute the seven notebooks and write the HTML write-up under build/course/
 	TUTORLIB_PROFILE=$(PROFILE) $(PY) -m tutorlib.course build
+
+student: $(STAMP)  ## exercise notebooks for students (solutions replaced by stubs) in build/student/
+	$(PY) -m tutorlib.course student
 
 test: $(STAMP)  ## unit tests + every notebook executed by nbval in the quick profile
 	TUTORLIB_PROFILE=quick $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider

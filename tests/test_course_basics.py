@@ -84,3 +84,81 @@ def test_notebooks_are_committed_without_outputs():
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert not cell.get("outputs") and cell.get("execution_count") is None, path.name
+
+
+# ----------------------------------------------------------------------------- write-up and student versions
+NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_verdict_records_carry_paper_profile_and_seeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORLIB_RESULTS", str(tmp_path / "r.jsonl"))
+    check.expect(True, "x beats y", paper="Someone et al. 2020: +2 points", gap=0.01)
+    record = json.loads((tmp_path / "r.jsonl").read_text())
+    assert record["paper"] == "Someone et al. 2020: +2 points"
+    assert record["profile"] == "quick" and record["seeds"] == list(profile.current().seeds)
+
+
+def test_every_chapter_sets_some_verdicts_against_a_paper():
+    import nbformat
+
+    for path in NOTEBOOK_PATHS:
+        sources = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert sources.count("paper=") >= 3, f"{path.name}: fewer than 3 verdicts name their anchor paper"
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.name[:2])
+def test_student_version_hides_every_solution(path):
+    import nbformat
+    from tutorlib import course
+
+    original = nbformat.read(path, as_version=4)
+    student = course.student_version(original)
+    pairs = course.exercises(original)
+    assert len(pairs) == 3 and len(student.cells) == len(original.cells)
+    for number, (solution, check_cell) in enumerate(pairs, 1):
+        stub, answer_source = student.cells[solution].source, original.cells[solution].source
+        assert answer_source not in stub and "solution" not in student.cells[solution].metadata["tags"]
+        assert student.cells[check_cell].source == original.cells[check_cell].source  # the self-check stays
+        assert "check.answered(" in original.cells[check_cell].source
+        assert "# Hint:" in stub, f"{path.name} exercise {number}: the self-check's hint is not plain text"
+        namespace = {}
+        with pytest.raises(NotImplementedError, match=f"Exercise {number}"):
+            exec(stub, namespace)
+        for name in course.answer_names(original.cells[check_cell].source):
+            assert namespace[name] is None
+            with pytest.raises(AssertionError, match="Not yet"):
+                check.answered(namespace[name])
+
+
+def test_student_command_writes_seven_notebooks(tmp_path):
+    from tutorlib import course
+
+    written = course.write_student_versions(tmp_path)
+    assert [p.name for p in written] == [p.name for p in NOTEBOOK_PATHS]
+
+
+def test_explorer_is_a_widget_in_lab_and_a_static_figure_headless(monkeypatch):
+    import ipywidgets
+    from matplotlib.figure import Figure
+    from tutorlib import plots
+
+    calls = []
+
+    def draw(depth, init):
+        calls.append((depth, init))
+        return plots.bars(__import__("pandas").DataFrame({"init": [init], "loss": [depth / 10]}), "init", "loss")
+
+    monkeypatch.setenv("TUTORLIB_HEADLESS", "1")
+    assert isinstance(plots.explorer(draw, depth=[30, 10], init=["he", "xavier"]), Figure)
+    assert calls == [(30, "he")]  # headless: the defaults, drawn once, nothing waits for a click
+
+    monkeypatch.setenv("TUTORLIB_HEADLESS", "0")
+    widget = plots.explorer(draw, depth=[30, 10], init=["he", "xavier"])
+    assert isinstance(widget, ipywidgets.interactive) and calls[-1] == (30, "he")  # defaults drawn at once
+    dropdowns = [w for w in widget.children if isinstance(w, ipywidgets.Dropdown)]
+    run = next(w for w in widget.children if isinstance(w, ipywidgets.Button))
+    assert [d.description for d in dropdowns] == ["depth", "init"] and run.description == "Run"
+    dropdowns[0].value, dropdowns[1].value = 10, "xavier"
+    assert calls[-1] == (30, "he")  # manual mode: changing a control does not start an experiment
+    run.click()
+    assert calls[-1] == (10, "xavier")

@@ -3,7 +3,9 @@
 ``expect(cond, claim, **numbers)`` prints ``PASS claim: numbers`` or raises an AssertionError
 with the same line, so a failing verdict says what was measured. ``report`` records a finding that
 is *not* asserted (it did not reproduce at this scale) so the write-up can still list it.
-With ``$TUTORLIB_RESULTS`` set to a file path, every verdict is appended to it as a JSON line.
+``paper=`` names the published result a verdict is set against; the write-up puts the two side by side.
+With ``$TUTORLIB_RESULTS`` set to a file path, every verdict is appended to it as a JSON line with
+the claim, the numbers, the paper, the profile and its seeds.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import statistics
 from typing import Any
 
 import torch
+
+from .profile import current
 
 
 def _plain(value: Any) -> Any:
@@ -30,28 +34,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _record(status: str, claim: str, numbers: dict) -> None:
+def _record(status: str, claim: str, numbers: dict, paper: str | None) -> None:
     path = os.environ.get("TUTORLIB_RESULTS")
     if path:
+        prof = current()
+        record = {"status": status, "claim": claim, "numbers": numbers, "paper": paper,
+                  "profile": prof.name, "seeds": list(prof.seeds)}
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"status": status, "claim": claim, "numbers": numbers}) + "\n")
+            f.write(json.dumps(record) + "\n")
 
 
-def expect(condition: bool, claim: str, **numbers: Any) -> None:
+def expect(condition: bool, claim: str, paper: str | None = None, **numbers: Any) -> None:
     """Assert `condition`; the message carries `claim` and every measured number passed as keywords."""
     numbers = _plain(numbers)
     shown = ", ".join(f"{k}={v}" for k, v in numbers.items())
     status = "PASS" if bool(condition) else "FAIL"
-    _record(status, claim, numbers)
+    _record(status, claim, numbers, paper)
     if status == "FAIL":
         raise AssertionError(f"FAIL {claim}: {shown}")
     print(f"PASS {claim}: {shown}")
 
 
-def report(claim: str, **numbers: Any) -> None:
+def report(claim: str, paper: str | None = None, **numbers: Any) -> None:
     """A finding shown with its numbers but not asserted (for example one that does not reproduce)."""
     numbers = _plain(numbers)
-    _record("REPORTED", claim, numbers)
+    _record("REPORTED", claim, numbers, paper)
     print(f"NOT ASSERTED {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
 
 
@@ -60,6 +67,13 @@ def mean_sd(values) -> str:
     values = [float(v) for v in values]
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f} (n={len(values)})"
+
+
+def answered(answer: Any) -> None:
+    """Stop a self-check early, with a hint, while the exercise still holds its placeholder."""
+    if answer is None or answer is Ellipsis:
+        raise AssertionError("Not yet: no answer. Replace the placeholder in the cell above with your code, "
+                             "run it, then run this cell again.")
 
 
 def exercise(passed: bool, success: str, hint: str) -> None:

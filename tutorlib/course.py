@@ -1,20 +1,27 @@
-"""Build the reproducible write-up: execute every chapter and render HTML with its verdicts.
+"""Build the reproducible write-up, and the students' exercise notebooks.
 
-    python -m tutorlib.course build [--profile standard] [--only 01 03]
+    python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build]
+    python -m tutorlib.course student [--out build/student]
 
-Executed notebooks go to build/notebooks/, HTML pages and index.html to build/course/. Each
-chapter's `check.expect` verdicts are collected through $TUTORLIB_RESULTS into
-build/results/<chapter>.jsonl. A chapter that fails is marked failed in the index, with its error;
-the others still build.
+`build` executes every chapter in a fresh kernel: executed notebooks go to build/notebooks/, HTML
+pages and index.html to build/course/, each chapter's `check.expect`/`check.report` verdicts (collected
+through $TUTORLIB_RESULTS) to build/results/<chapter>.jsonl, and runtimes and peak memory to
+build/course/run.json. A chapter that fails is marked failed in the index, with its error; the
+others still build.
+
+`student` copies the notebooks with every cell tagged `solution` replaced by a stub that raises
+NotImplementedError with a hint; the self-check cell after each stays, so students can grade themselves.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import html
 import json
 import os
 import platform
+import threading
 import time
 from pathlib import Path
 
@@ -27,8 +34,37 @@ NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
 
 
-def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str | None]:
-    """Run one notebook top to bottom in a fresh kernel; return (executed notebook, error or None)."""
+class PeakMemory:
+    """Poll the resident memory of this process's children (the notebook kernel) in a thread."""
+
+    def __init__(self, interval: float = 0.25):
+        import psutil
+
+        self.me, self.interval, self.peak_bytes = psutil.Process(), interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            total = 0
+            for child in self.me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except Exception:  # the kernel exited between listing and reading it
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str | None, float]:
+    """Run one notebook top to bottom in a fresh kernel; return (executed notebook, error or None, peak MiB)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -39,13 +75,15 @@ def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str
     os.environ["TUTORLIB_HEADLESS"] = "1"  # explorers draw static figures: nobody can press their buttons
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    try:
-        client.execute()
-        return nb, None
-    except CellExecutionError as err:
-        return nb, str(err).strip().splitlines()[-1]
-    except Exception as err:  # kernel died, timeout ...
-        return nb, f"{type(err).__name__}: {err}"
+    error = None
+    with PeakMemory() as memory:
+        try:
+            client.execute()
+        except CellExecutionError as err:
+            error = str(err).strip().splitlines()[-1]
+        except Exception as err:  # kernel died, timeout ...
+            error = f"{type(err).__name__}: {err}"
+    return nb, error, memory.peak_bytes / 2**20
 
 
 def read_verdicts(results: Path) -> list[dict]:
@@ -68,61 +106,170 @@ def _verdict_rows(verdicts: list[dict]) -> str:
     return "\n".join(rows) or "<tr><td colspan=3>no verdicts recorded</td></tr>"
 
 
-def write_index(chapters: list[dict], profile: str, seconds: float) -> Path:
-    """build/course/index.html: chapters, their verdicts with numbers, and how the run was made."""
+def _paper_rows(chapters: list[dict]) -> str:
+    """Our measured numbers beside the published ones, for every verdict that names its paper."""
+    rows = []
+    for ch in chapters:
+        for v in ch["verdicts"]:
+            if v.get("paper"):
+                numbers = ", ".join(f"{k}={v2}" for k, v2 in v["numbers"].items())
+                rows.append(f"<tr class='{v['status'].lower()}'><td>{ch['name'][:2]}</td>"
+                            f"<td>{html.escape(v['paper'])}</td><td>{html.escape(v['claim'])}<br>"
+                            f"<code>{html.escape(numbers)}</code></td><td>{v['status']}</td></tr>")
+    return "\n".join(rows) or "<tr><td colspan=4>no verdict names a paper</td></tr>"
+
+
+def write_index(chapters: list[dict], profile: str, seconds: float, out_dir: Path) -> Path:
+    """index.html: chapters, their verdicts with numbers, the papers' numbers beside ours, and how it ran."""
     sections = []
     for ch in chapters:
-        status = "failed: " + html.escape(ch["error"]) if ch["error"] else "ran"
-        sections.append(f"<h2><a href='{ch['name']}.html'>{ch['name']}</a></h2>"
-                        f"<p>{status} in {ch['seconds']:.0f} s</p>"
+        status = "<b class='fail'>failed</b>: " + html.escape(ch["error"]) if ch["error"] else "ran"
+        seeds = sorted({s for v in ch["verdicts"] for s in v.get("seeds", [])})
+        sections.append(f"<h3><a href='{ch['name']}.html'>{ch['name']}</a></h3>"
+                        f"<p>{status} in {ch['seconds']:.0f} s, peak memory {ch['peak_mib']:.0f} MiB, "
+                        f"seeds {seeds or 'n/a'}</p>"
                         f"<table><tr><th>status</th><th>claim</th><th>measured</th></tr>"
                         f"{_verdict_rows(ch['verdicts'])}</table>")
+    counts = {k: sum(v["status"] == k for ch in chapters for v in ch["verdicts"]) for k in ("PASS", "FAIL", "REPORTED")}
+    failed = sum(1 for ch in chapters if ch["error"])
     meta = (f"profile <b>{profile}</b>, total runtime {seconds / 60:.1f} min, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}, "
-            f"built {datetime.datetime.now().isoformat(timespec='minutes')}")
+            f"built {datetime.datetime.now().isoformat(timespec='minutes')}. "
+            f"{len(chapters) - failed} of {len(chapters)} chapters ran; {counts['PASS']} verdicts passed, "
+            f"{counts['FAIL']} failed, {counts['REPORTED']} findings reported without assertion.")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pretrained CNNs, tested</title>
-<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;line-height:1.4}}
-table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:4px;text-align:left;vertical-align:top}}
-tr.pass td:first-child{{color:#1a7f37}}tr.fail td:first-child{{color:#cf222e}}tr.reported td:first-child{{color:#9a6700}}</style>
-</head><body><h1>Pretrained CNNs, tested: the write-up</h1><p>{meta}</p>{''.join(sections)}</body></html>"""
-    out = BUILD / "course" / "index.html"
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}}
+table{{border-collapse:collapse;width:100%;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px;text-align:left;vertical-align:top}}
+code{{font-size:85%}}.fail{{color:#cf222e}}
+tr.pass td:first-child,tr.pass td:last-child{{color:#1a7f37}}tr.fail td:first-child,tr.fail td:last-child{{color:#cf222e}}
+tr.reported td:first-child,tr.reported td:last-child{{color:#9a6700}}</style>
+</head><body><h1>Pretrained CNNs, tested: the write-up</h1><p>{meta}</p>
+<p>PASS: asserted and held on every seed. REPORTED: measured and shown, not asserted (it did not reproduce,
+or not on every seed). FAIL: an assertion that did not hold in this run.</p>
+<h2>Our numbers beside the papers'</h2>
+<table><tr><th>ch.</th><th>the paper measured</th><th>we measured (this run)</th><th>status</th></tr>
+{_paper_rows(chapters)}</table>
+<h2>Chapters</h2>{''.join(sections)}</body></html>"""
+    out = out_dir / "course" / "index.html"
     out.write_text(page, encoding="utf-8")
     return out
 
 
-def build(only: list[str] | None = None) -> int:
+def build(only: list[str] | None = None, out_dir: Path = BUILD) -> int:
     """Execute the chapters, render them, write the index; return the number of failed chapters."""
+    import nbformat
+
     profile = current().name
     for sub in ("notebooks", "course", "results"):
-        (BUILD / sub).mkdir(parents=True, exist_ok=True)
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
     paths = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if not only or p.name[:2] in only]
     chapters, started = [], time.perf_counter()
     for i, path in enumerate(paths, 1):
         t0 = time.perf_counter()
         print(f"[{i}/{len(paths)}] {path.name} ({profile}) ...", end=" ", flush=True)
-        results = BUILD / "results" / f"{path.stem}.jsonl"
-        nb, error = execute(path, results)
-        import nbformat
-
-        nbformat.write(nb, BUILD / "notebooks" / path.name)
-        render_html(nb, BUILD / "course" / f"{path.stem}.html")
+        results = out_dir / "results" / f"{path.stem}.jsonl"
+        nb, error, peak_mib = execute(path, results)
+        nbformat.write(nb, out_dir / "notebooks" / path.name)
+        render_html(nb, out_dir / "course" / f"{path.stem}.html")
         seconds = time.perf_counter() - t0
-        chapters.append({"name": path.stem, "error": error, "seconds": seconds, "verdicts": read_verdicts(results)})
-        print(f"{'FAILED' if error else 'ok'} in {seconds:.0f} s" + (f": {error}" if error else ""))
-    index = write_index(chapters, profile, time.perf_counter() - started)
-    print(f"Wrote {index} ({len(chapters)} chapters, {time.perf_counter() - started:.0f} s in all).")
+        chapters.append({"name": path.stem, "error": error, "seconds": seconds, "peak_mib": peak_mib,
+                         "verdicts": read_verdicts(results)})
+        print(f"{'FAILED' if error else 'ok'} in {seconds:.0f} s, peak {peak_mib:.0f} MiB"
+              + (f": {error}" if error else ""))
+    total = time.perf_counter() - started
+    index = write_index(chapters, profile, total, out_dir)
+    run = {"profile": profile, "seconds": round(total, 1), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "date": datetime.datetime.now().isoformat(timespec="minutes"),
+           "chapters": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in ch.items() if k != "verdicts"}
+                        for ch in chapters]}
+    (out_dir / "course" / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    print(f"Wrote {index} ({len(chapters)} chapters, {total / 60:.1f} min in all).")
     return sum(1 for c in chapters if c["error"])
 
 
+# ----------------------------------------------------------------------------- student versions
+def answer_names(check_source: str) -> list[str]:
+    """The variables a self-check grades: the arguments of its last call, `check_exercise_1(answer)`."""
+    calls = [n for n in ast.parse(check_source).body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    if not calls:
+        raise ValueError(f"A self-check cell must end with a call such as check_exercise_1(answer):\n{check_source}")
+    return [ast.unparse(arg) for arg in calls[-1].value.args]
+
+
+def exercise_hint(check_source: str) -> str | None:
+    """The hint a self-check gives a wrong answer (the third argument of `check.exercise`), if it is plain text."""
+    for node in ast.walk(ast.parse(check_source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "exercise" and len(node.args) >= 3:
+            hint = node.args[2]
+            return hint.value if isinstance(hint, ast.Constant) and isinstance(hint.value, str) else None
+    return None
+
+
+def exercise_stub(check_source: str, number: int) -> str:
+    """What a student sees instead of the solution: what to set, the hint, and a NotImplementedError."""
+    names = answer_names(check_source)
+    hint = exercise_hint(check_source)
+    lines = [f"# Exercise {number}: your code here. It must set {', '.join(names)}."]
+    lines += [f"# Hint: {hint}"] if hint else []
+    lines += [f"{name} = None" for name in names]
+    lines.append(f'raise NotImplementedError("Exercise {number}: replace this stub with your solution, '
+                 f'then run the self-check below.")')
+    return "\n".join(lines)
+
+
+def exercises(nb) -> list[tuple[int, int]]:
+    """(solution cell index, self-check cell index) for every cell tagged `solution`."""
+    pairs = []
+    for i, cell in enumerate(nb.cells):
+        if "solution" in cell.metadata.get("tags", []):
+            check_cell = next((j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code"), None)
+            if check_cell is None:
+                raise ValueError(f"Solution cell {i} has no self-check cell after it.")
+            pairs.append((i, check_cell))
+    return pairs
+
+
+def student_version(nb):
+    """A copy of `nb` with solutions replaced by stubs and all outputs cleared."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for number, (solution, check_cell) in enumerate(exercises(nb), 1):
+        cell = nb.cells[solution]
+        cell.source = exercise_stub(nb.cells[check_cell].source, number)
+        cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != "solution"] + ["exercise"]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def write_student_versions(out_dir: Path = BUILD / "student") -> list[Path]:
+    import nbformat
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        nb = student_version(nbformat.read(path, as_version=4))
+        nbformat.write(nb, out_dir / path.name)
+        written.append(out_dir / path.name)
+        print(f"{out_dir / path.name}: {len([c for c in nb.cells if 'exercise' in c.metadata.get('tags', [])])} exercises")
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Build the course write-up under build/.")
-    parser.add_argument("command", choices=["build"])
+    parser = argparse.ArgumentParser(description="Build the course write-up, or the students' notebooks.")
+    parser.add_argument("command", choices=["build", "student"])
     parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
+    parser.add_argument("--out", type=Path, help="output folder (default: build/, or build/student/)")
     args = parser.parse_args(argv)
+    if args.command == "student":
+        write_student_versions(args.out or BUILD / "student")
+        return
     if args.profile:
         os.environ[ENV_VAR] = current(args.profile).name
-    raise SystemExit(1 if build(args.only) else 0)
+    raise SystemExit(1 if build(args.only, args.out or BUILD) else 0)
 
 
 if __name__ == "__main__":
