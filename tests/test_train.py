@@ -115,7 +115,8 @@ def test_ctrl_c_returns_history_and_best_weights(blobs):
 def test_same_seed_same_history(blobs):
     runs = [train.fit(tiny_cnn(), blobs, blobs, epochs=3, lr=1e-2, seed=7, progress=False) for _ in range(2)]
     a, b = (r.to_dict() for r in runs)
-    a.pop("seconds"), b.pop("seconds")
+    for timing in ("seconds", "elapsed"):  # wall-clock, the only fields allowed to differ
+        a.pop(timing), b.pop(timing)
     assert a == b
 
 
@@ -184,3 +185,20 @@ def test_distillation_and_l2sp():
         model.features.block1.conv.weight.add_(1.0)
     n = model.features.block1.conv.weight.numel()
     assert float(train.l2sp_penalty(model, reference, alpha=0.1).detach()) == pytest.approx(0.05 * n)
+
+
+def test_extracted_features_can_train_a_head(blobs):
+    feats = train.extract_features(tiny_cnn(), blobs)
+    head = nn.Linear(feats.shape[1], 3)
+    F.cross_entropy(head(feats), blobs[1]).backward()  # inference-mode tensors would refuse this
+    assert head.weight.grad is not None and not feats.is_inference()
+
+
+def test_a_model_evaluated_first_can_still_be_trained(blobs):
+    """predict converts the model to channels-last; done inside inference mode, that froze it for good."""
+    model = tiny_cnn()
+    train.evaluate(model, blobs)
+    assert not any(p.is_inference() for p in model.parameters())
+    F.cross_entropy(model(blobs[0]), blobs[1]).backward()  # a hand-written step, as the benchmarks do
+    history = train.fit(model, blobs, epochs=1, lr=1e-2, seed=0, progress=False)
+    assert history.stopped_reason == "completed"

@@ -2,6 +2,7 @@
 
     python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build]
     python -m tutorlib.course student [--out build/student]
+    python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick]
 
 `build` executes every chapter in a fresh kernel: executed notebooks go to build/notebooks/, HTML
 pages and index.html to build/course/, each chapter's `check.expect`/`check.report` verdicts (collected
@@ -11,6 +12,8 @@ others still build.
 
 `student` copies the notebooks with every cell tagged `solution` replaced by a stub that raises
 NotImplementedError with a hint; the self-check cell after each stays, so students can grade themselves.
+`grade` runs a student's notebook top to bottom (errors do not stop it) and reports, per exercise,
+whether its self-check printed "Correct".
 """
 from __future__ import annotations
 
@@ -71,14 +74,14 @@ def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str
 
     nb = nbformat.read(path, as_version=4)
     results.unlink(missing_ok=True)
-    os.environ["TUTORLIB_RESULTS"] = str(results)
-    os.environ["TUTORLIB_HEADLESS"] = "1"  # explorers draw static figures: nobody can press their buttons
+    # The kernel's environment: where verdicts go, and explorers draw static figures (nobody can click).
+    env = {**os.environ, "TUTORLIB_RESULTS": str(results), "TUTORLIB_HEADLESS": "1"}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     error = None
     with PeakMemory() as memory:
         try:
-            client.execute()
+            client.execute(env=env)
         except CellExecutionError as err:
             error = str(err).strip().splitlines()[-1]
         except Exception as err:  # kernel died, timeout ...
@@ -257,9 +260,31 @@ def write_student_versions(out_dir: Path = BUILD / "student") -> list[Path]:
     return written
 
 
+def grade(path: Path, timeout: int = 1800) -> list[dict]:
+    """Run a submitted notebook to the end and read each exercise's self-check: correct, not yet, or not run."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute(env={**os.environ, "TUTORLIB_HEADLESS": "1"})
+    rows = []
+    answer_cells = [i for i, c in enumerate(nb.cells) if {"solution", "exercise"} & set(c.metadata.get("tags", []))]
+    for number, i in enumerate(answer_cells, 1):
+        check_cell = next(j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
+        outputs = nb.cells[check_cell].get("outputs", [])
+        error = next((o for o in outputs if o.output_type == "error"), None)
+        text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+        status = "correct" if "Correct:" in text and error is None else "not yet" if error else "not run"
+        detail = f"{error.ename}: {error.evalue}" if error else text.strip()
+        rows.append({"exercise": number, "status": status, "detail": detail[:200]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build the course write-up, or the students' notebooks.")
-    parser.add_argument("command", choices=["build", "student"])
+    parser.add_argument("command", choices=["build", "student", "grade"])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="grade: the submitted notebooks")
     parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
     parser.add_argument("--out", type=Path, help="output folder (default: build/, or build/student/)")
@@ -269,6 +294,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.profile:
         os.environ[ENV_VAR] = current(args.profile).name
+    if args.command == "grade":
+        for path in args.notebooks:
+            rows = grade(path)
+            print(f"{path}: {sum(r['status'] == 'correct' for r in rows)} of {len(rows)} exercises correct")
+            for r in rows:
+                print(f"  exercise {r['exercise']}: {r['status']:8s} {r['detail']}")
+        return
     raise SystemExit(1 if build(args.only, args.out or BUILD) else 0)
 
 

@@ -59,10 +59,13 @@ def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> No
 def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
           xlabel: str | None = None, ylabel: str | None = None, logx: bool = False,
           logy: bool = False, reference: float | None = None, reference_label: str = "") -> Figure:
-    """Mean of `y` against `x` per `hue`, with a standard-deviation band over the seeds."""
+    """Mean of `y` against `x` per `hue`, with standard-deviation bars over the seeds.
+
+    On a log y axis the bars show the seeds' min-max range instead: mean - sd can fall below zero there.
+    """
     fig, (ax,) = _figure()
-    sns.lineplot(data=df, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar="sd",
-                 err_style="bars", ax=ax)
+    sns.lineplot(data=df, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False,
+                 errorbar=("pi", 100) if logy else "sd", err_style="bars", ax=ax)
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
         ax.legend()

@@ -46,6 +46,7 @@ class History:
     best_epoch: int | None = None  # by validation loss, counted from 0
     stopped_reason: str = "not started"  # completed | early_stopping | interrupted | diverged
     seconds: float = 0.0
+    elapsed: list[float] = field(default_factory=list)  # seconds from the start to each epoch's end
 
     @property
     def epochs_run(self) -> int:
@@ -214,6 +215,8 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int, 
                 history.val_loss.append(scores["loss"])
                 history.val_accuracy.append(scores["accuracy"])
                 postfix["val_acc"] = f"{scores['accuracy']:.3f}"
+            history.elapsed.append(time.perf_counter() - started)
+            if val is not None:
                 if scores["loss"] < best_loss:
                     best_loss, history.best_epoch, best_state = scores["loss"], epoch, _snapshot(model)
                 elif early_stopping is not None and epoch - history.best_epoch >= early_stopping:
@@ -248,13 +251,16 @@ def _diverged(model, good_state, history, epoch, step, loss, norm, lr) -> None:
 
 
 # ----------------------------------------------------------------------------- evaluation
-@torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
     """Logits for `images`, in eval mode and without autograd, restoring the model's mode after."""
     was_training, dev = model.training, resolve_device(device)
+    # Convert outside inference mode: weights copied inside it would become inference tensors,
+    # which can never be trained again.
     model.eval().to(dev, memory_format=torch.channels_last)
     try:
-        return torch.cat([model(images[i:i + batch_size].to(dev)).cpu() for i in range(0, len(images), batch_size)])
+        with torch.inference_mode():
+            return torch.cat([model(images[i:i + batch_size].to(dev)).cpu()
+                              for i in range(0, len(images), batch_size)])
     except RuntimeError as err:
         if not is_shape_error(err):
             raise
@@ -285,13 +291,14 @@ def _find_module(model: nn.Module, layer: str) -> nn.Module:
                      f"any module path from model.named_modules() also works.")
 
 
-@torch.inference_mode()
 def extract_features(model: nn.Module, data: Data | torch.Tensor, layer: str | None = None,
                      batch_size: int = 512, pool: str = "avg") -> torch.Tensor:
     """Activations of `layer` (default: what the head sees) for every image, as an N x D tensor.
 
     Run the backbone once and train on these (see `linear_probe`) instead of once per epoch.
-    Conv maps are global-average pooled (`pool="avg"`) or flattened (`pool="flatten"`).
+    Conv maps are global-average pooled (`pool="avg"`) or flattened (`pool="flatten"`). The backbone
+    runs under inference mode (in `predict`); the features come back as ordinary tensors, so a head
+    can train on them.
     """
     images = data if isinstance(data, torch.Tensor) else as_tensors(data)[0]
     check_images(images)
