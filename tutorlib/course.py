@@ -24,6 +24,7 @@ import html
 import json
 import os
 import platform
+import re
 import threading
 import time
 from pathlib import Path
@@ -83,7 +84,7 @@ def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str
         try:
             client.execute(env=env)
         except CellExecutionError as err:
-            error = str(err).strip().splitlines()[-1]
+            error = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[-1]  # no terminal colours
         except Exception as err:  # kernel died, timeout ...
             error = f"{type(err).__name__}: {err}"
     return nb, error, memory.peak_bytes / 2**20
@@ -104,7 +105,7 @@ def _verdict_rows(verdicts: list[dict]) -> str:
     rows = []
     for v in verdicts:
         numbers = ", ".join(f"{k}={v2}" for k, v2 in v["numbers"].items())
-        rows.append(f"<tr class='{v['status'].lower()}'><td>{v['status']}</td><td>{html.escape(v['claim'])}</td>"
+        rows.append(f"<tr><td class='{v['status'].lower()}'>{v['status']}</td><td>{html.escape(v['claim'])}</td>"
                     f"<td><code>{html.escape(numbers)}</code></td></tr>")
     return "\n".join(rows) or "<tr><td colspan=3>no verdicts recorded</td></tr>"
 
@@ -116,9 +117,10 @@ def _paper_rows(chapters: list[dict]) -> str:
         for v in ch["verdicts"]:
             if v.get("paper"):
                 numbers = ", ".join(f"{k}={v2}" for k, v2 in v["numbers"].items())
-                rows.append(f"<tr class='{v['status'].lower()}'><td>{ch['name'][:2]}</td>"
+                rows.append(f"<tr><td>{ch['name'][:2]}</td>"
                             f"<td>{html.escape(v['paper'])}</td><td>{html.escape(v['claim'])}<br>"
-                            f"<code>{html.escape(numbers)}</code></td><td>{v['status']}</td></tr>")
+                            f"<code>{html.escape(numbers)}</code></td>"
+                            f"<td class='{v['status'].lower()}'>{v['status']}</td></tr>")
     return "\n".join(rows) or "<tr><td colspan=4>no verdict names a paper</td></tr>"
 
 
@@ -143,9 +145,7 @@ def write_index(chapters: list[dict], profile: str, seconds: float, out_dir: Pat
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pretrained CNNs, tested</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}}
 table{{border-collapse:collapse;width:100%;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px;text-align:left;vertical-align:top}}
-code{{font-size:85%}}.fail{{color:#cf222e}}
-tr.pass td:first-child,tr.pass td:last-child{{color:#1a7f37}}tr.fail td:first-child,tr.fail td:last-child{{color:#cf222e}}
-tr.reported td:first-child,tr.reported td:last-child{{color:#9a6700}}</style>
+code{{font-size:85%}}.pass{{color:#1a7f37}}.fail{{color:#cf222e}}.reported{{color:#9a6700}}</style>
 </head><body><h1>Pretrained CNNs, tested: the write-up</h1><p>{meta}</p>
 <p>PASS: asserted and held on every seed. REPORTED: measured and shown, not asserted (it did not reproduce,
 or not on every seed). FAIL: an assertion that did not hold in this run.</p>
@@ -163,6 +163,7 @@ def build(only: list[str] | None = None, out_dir: Path = BUILD) -> int:
     import nbformat
 
     profile = current().name
+    out_dir = out_dir.resolve()  # kernels run in notebooks/: a relative path would point elsewhere
     for sub in ("notebooks", "course", "results"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     paths = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if not only or p.name[:2] in only]

@@ -114,19 +114,21 @@ def scatter(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, label: 
 
 
 def training_curves(histories: Mapping[str, object], *, title: str | None = None) -> Figure:
-    """Loss per step, gradient norm per step (log scale) and validation accuracy per epoch, per run."""
-    fig, axes = _figure(ncols=3, width=4.2)
-    for name, h in histories.items():
-        axes[0].plot(h.step_loss, label=name, linewidth=1)
-        axes[1].plot(h.grad_norm, label=name, linewidth=1)
+    """Loss and gradient norm (log scale) per step, and validation accuracy per epoch when recorded."""
+    with_val = any(h.val_accuracy for h in histories.values())
+    fig, axes = _figure(ncols=3 if with_val else 2, width=4.2)
+    colors = sns.color_palette("tab10", len(histories))  # the most distinct hues for many runs
+    for color, (name, h) in zip(colors, histories.items()):
+        axes[0].plot(h.step_loss, label=name, linewidth=1, color=color)
+        axes[1].plot(h.grad_norm, linewidth=1, color=color)
         if h.val_accuracy:
-            axes[2].plot(range(1, len(h.val_accuracy) + 1), h.val_accuracy, marker="o", label=name)
+            axes[2].plot(range(1, len(h.val_accuracy) + 1), h.val_accuracy, marker="o", color=color)
     axes[1].set_yscale("log")
-    for ax, (xl, yl) in zip(axes, [("step", "training loss"), ("step", "gradient norm"),
-                                   ("epoch", "validation accuracy")]):
+    labels = [("step", "training loss"), ("step", "gradient norm"), ("epoch", "validation accuracy")]
+    for ax, (xl, yl) in zip(axes, labels):
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
-    axes[0].legend(frameon=False, fontsize="small")
+    fig.legend(loc="outside right upper", frameon=False, fontsize="small")
     if title:
         fig.suptitle(title)
     return fig
