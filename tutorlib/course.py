@@ -101,10 +101,14 @@ def render_html(nb, out: Path) -> None:
     out.write_text(body, encoding="utf-8")
 
 
+def _numbers(verdict: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in verdict["numbers"].items())
+
+
 def _verdict_rows(verdicts: list[dict]) -> str:
     rows = []
     for v in verdicts:
-        numbers = ", ".join(f"{k}={v2}" for k, v2 in v["numbers"].items())
+        numbers = _numbers(v)
         rows.append(f"<tr><td class='{v['status'].lower()}'>{v['status']}</td><td>{html.escape(v['claim'])}</td>"
                     f"<td><code>{html.escape(numbers)}</code></td></tr>")
     return "\n".join(rows) or "<tr><td colspan=3>no verdicts recorded</td></tr>"
@@ -116,7 +120,7 @@ def _paper_rows(chapters: list[dict]) -> str:
     for ch in chapters:
         for v in ch["verdicts"]:
             if v.get("paper"):
-                numbers = ", ".join(f"{k}={v2}" for k, v2 in v["numbers"].items())
+                numbers = _numbers(v)
                 rows.append(f"<tr><td>{ch['name'][:2]}</td>"
                             f"<td>{html.escape(v['paper'])}</td><td>{html.escape(v['claim'])}<br>"
                             f"<code>{html.escape(numbers)}</code></td>"

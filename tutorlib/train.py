@@ -170,6 +170,7 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int, 
     if not params:
         raise ValueError("No trainable parameters: everything is frozen. Call surgery.unfreeze(model).")
     loss_fn = loss_fn or F.cross_entropy
+    class_labels = tensors[1].dtype == torch.long or (loss_fn is F.cross_entropy and tensors[1].ndim == 1)
     n, total_steps = len(tensors[0]), epochs * math.ceil(len(tensors[0]) / batch_size)
     history, best_state, good_state, best_loss, step = History(), None, None, math.inf, 0
     started = time.perf_counter()
@@ -184,13 +185,8 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int, 
                 factor = lr_factor(step, total_steps, warmup_steps, schedule)
                 for g, base in zip(opt.param_groups, base_lrs):
                     g["lr"] = base * factor
-                try:
-                    logits = model(batch[0])
-                except RuntimeError as err:
-                    if step == 0 and is_shape_error(err):  # a wrong channel count or size shows up here
-                        raise input_mismatch(model, batch[0], err) from err
-                    raise
-                if step == 0 and (tensors[1].dtype == torch.long or loss_fn is F.cross_entropy and tensors[1].ndim == 1):
+                logits = _forward(model, batch[0], first_step=step == 0)
+                if step == 0 and class_labels:
                     check_labels(tensors[1], logits.shape[1])
                 loss = loss_fn(logits, *batch[1:])
                 opt.zero_grad(set_to_none=True)
@@ -210,13 +206,12 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int, 
                 bar.update()
             history.train_loss.append(sum(epoch_losses) / len(epoch_losses))
             postfix = {"loss": f"{history.train_loss[-1]:.3f}"}
-            if val is not None:
-                scores = evaluate(model, val, device=device)
+            scores = evaluate(model, val, device=device) if val is not None else None
+            history.elapsed.append(time.perf_counter() - started)
+            if scores is not None:
                 history.val_loss.append(scores["loss"])
                 history.val_accuracy.append(scores["accuracy"])
                 postfix["val_acc"] = f"{scores['accuracy']:.3f}"
-            history.elapsed.append(time.perf_counter() - started)
-            if val is not None:
                 if scores["loss"] < best_loss:
                     best_loss, history.best_epoch, best_state = scores["loss"], epoch, _snapshot(model)
                 elif early_stopping is not None and epoch - history.best_epoch >= early_stopping:
@@ -237,6 +232,16 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, epochs: int, 
     if early_stopping is not None and best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def _forward(model: nn.Module, images: torch.Tensor, first_step: bool) -> torch.Tensor:
+    """The model's logits; on the first step a shape error becomes one that says what to change."""
+    try:
+        return model(images)
+    except RuntimeError as err:
+        if first_step and is_shape_error(err):
+            raise input_mismatch(model, images, err) from err
+        raise
 
 
 def _diverged(model, good_state, history, epoch, step, loss, norm, lr) -> None:
