@@ -93,6 +93,29 @@ def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str
     return fig
 
 
+def _annotate_apart(ax, points, texts: list[str], line: float = 11.0) -> None:
+    """Label each point; a label that would sit on one already placed moves down (with a leader line).
+
+    Labels of points in the right third of the axes go to their left, so they stay inside the plot.
+    """
+    ax.get_xlim(), ax.get_ylim()  # settle autoscaling before converting data to pixels
+    pixels = ax.transData.transform(points)
+    right_edge = ax.transAxes.transform((1, 1))[0]
+    left_edge = ax.transAxes.transform((0, 0))[0]
+    placed: list[tuple[float, float, float]] = []  # left, right, baseline of each label, in pixels
+    for i in sorted(range(len(texts)), key=lambda i: -pixels[i][1]):
+        (px, py), width = pixels[i], 5.5 * len(texts[i])
+        to_left = px > left_edge + 2 / 3 * (right_edge - left_edge)
+        left = px - 5 - width if to_left else px + 5
+        dy = 4.0
+        while any(left < r and l < left + width and abs(py + dy - b) < line for l, r, b in placed):
+            dy -= line
+        placed.append((left, left + width, py + dy))
+        leader = dict(arrowstyle="-", color="grey", linewidth=0.5, shrinkA=0) if dy < 0 else None
+        ax.annotate(texts[i], points[i], textcoords="offset pixels", xytext=(-5 if to_left else 5, dy),
+                    ha="right" if to_left else "left", fontsize="x-small", arrowprops=leader)
+
+
 def scatter(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, label: str | None = None,
             title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
             logx: bool = False, diagonal: bool = False) -> Figure:
@@ -100,9 +123,7 @@ def scatter(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, label: 
     fig, (ax,) = _figure()
     sns.scatterplot(data=df, x=x, y=y, hue=hue, style=hue, s=70, ax=ax)
     if label:
-        for _, row in df.iterrows():
-            ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points", xytext=(4, 4),
-                        fontsize="x-small")
+        _annotate_apart(ax, df[[x, y]].to_numpy(dtype=float), df[label].astype(str).tolist())
     if diagonal:
         lo = min(df[x].min(), df[y].min())
         hi = max(df[x].max(), df[y].max())
