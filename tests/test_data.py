@@ -137,8 +137,11 @@ def test_load_image_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is empty"):
         data.load_image_folder(tmp_path, 8)
-    (tmp_path / "empty" / "notes.txt").write_text("not an image")
-    with pytest.raises(ValueError, match="not a readable image"):
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")  # skipped with a warning
+    with pytest.warns(UserWarning, match="notes.txt"), pytest.raises(ValueError, match="is empty"):
+        data.load_image_folder(tmp_path, 8)
+    (tmp_path / "empty" / "broken.png").write_text("not an image")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="not a readable image"):
         data.load_image_folder(tmp_path, 8)
     with pytest.raises(FileNotFoundError):
         data.load_image_folder(tmp_path / "missing", 8)

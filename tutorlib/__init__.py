@@ -5,7 +5,11 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.data`      datasets as in-memory tensors; splits, few-shot, long tail, label noise, corruptions
 * `tutorlib.models`    the course CNN, EfficientNet-Lite with offline ImageNet weights, course checkpoints
 * `tutorlib.surgery`   layer groups, freeze / unfreeze, discriminative learning rates, transplant, pruning
-* `tutorlib.train`     `fit` (the one training loop), evaluate, extract_features, linear_probe, extra losses
+* `tutorlib.train`     `fit` (the one training loop, with `train_step` at its heart)
+* `tutorlib.evaluation` predict, evaluate, extract_features, linear_probe (also reachable as `train.*`)
+* `tutorlib.losses`    distillation and L2-SP losses, `snapshot` for reference weights
+* `tutorlib.inputs`    the input contract every public function checks (shapes, dtypes, ranges)
+* `tutorlib.threads`   CPU threads that stay fast when another program is busy
 * `tutorlib.analysis`  CKA, gradient norms, LogME, FLOPs, latency, per-class accuracy
 * `tutorlib.plots`     the course's figures
 * `tutorlib.check`     verdict cells (`expect`) and exercise self-checks
@@ -16,12 +20,15 @@ from __future__ import annotations
 
 import inspect
 
-from . import analysis, check, data, models, plots, profile, surgery, train, transfer
+from . import (analysis, check, data, evaluation, inputs, losses, models, plots, profile, surgery, threads,
+               train, transfer)
 from .profile import seed_everything
 
+threads.adapt()  # the first CPU sample; later calls (in fit and predict) compare against it
+
 __version__ = "0.1.0"
-__all__ = ["analysis", "check", "data", "models", "plots", "profile", "surgery", "train", "transfer",
-           "seed_everything", "show"]
+__all__ = ["analysis", "check", "data", "evaluation", "inputs", "losses", "models", "plots", "profile", "surgery",
+           "threads", "train", "transfer", "seed_everything", "show"]
 
 
 def show(obj) -> None:

@@ -13,8 +13,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from . import inputs
+from .evaluation import input_mismatch, is_shape_error, modes_kept, predict
+from .inputs import Data
+from .losses import check_reference
 from .surgery import layer_groups
-from .train import Data, as_tensors, predict
 
 
 # ----------------------------------------------------------------------------- representations
@@ -23,11 +26,14 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
     1 means the representations match up to rotation and isotropic scaling; 0 means unrelated.
     """
+    x, y = inputs.features(x, "x", min_rows=2).double(), inputs.features(y, "y", min_rows=2).double()
     if len(x) != len(y):
         raise ValueError(f"CKA compares the same N examples: got {len(x)} and {len(y)} rows.")
-    x = x.flatten(1).double()
-    y = y.flatten(1).double()
     x, y = x - x.mean(0), y - y.mean(0)
+    for name, f in (("x", x), ("y", y)):
+        if float(f.abs().max()) == 0.0:
+            raise ValueError(f"{name} is the same for every example (constant features), so CKA is undefined. "
+                             f"Check that the layer is not dead (all zeros after ReLU) or the model untrained.")
     if max(x.shape[1], y.shape[1]) > len(x):  # wide (flattened conv) features: the N x N Gram form is cheaper
         gram_x, gram_y = x @ x.T, y @ y.T  # ||Y^T X||^2 = <X X^T, Y Y^T>
         return float((gram_x * gram_y).sum() / (gram_x.norm() * gram_y.norm()))
@@ -36,8 +42,13 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def weight_distance(model: nn.Module, reference: dict[str, torch.Tensor]) -> pd.Series:
-    """L2 distance of each layer group's parameters from `reference` (e.g. the pretrained state_dict)."""
-    names = {id(p): n for n, p in model.named_parameters()}
+    """L2 distance of each layer group's parameters from `reference` (take it with `losses.snapshot`)."""
+    names = {id(p): n for n, p in inputs.module(model).named_parameters()}
+    shared = [n for n in names.values() if n in reference] if isinstance(reference, dict) else []
+    if not shared:
+        raise ValueError("reference has none of the model's parameter names: take it from the same architecture "
+                         "with losses.snapshot(pretrained_model).")
+    check_reference(model, reference, shared)
     out = {}
     for group, module in layer_groups(model):
         diffs = [(p.detach() - reference[names[id(p)]]).square().sum() for p in module.parameters()
@@ -49,9 +60,12 @@ def weight_distance(model: nn.Module, reference: dict[str, torch.Tensor]) -> pd.
 # ----------------------------------------------------------------------------- gradients
 def gradient_norms(model: nn.Module) -> pd.Series:
     """L2 norm of the weight gradient of every layer that has one, input side first (after backward)."""
-    norms = {name: float(m.weight.grad.norm()) for name, m in model.named_modules()
+    norms = {name: float(m.weight.grad.norm()) for name, m in inputs.module(model).named_modules()
              if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.grad is not None
              and m.weight.ndim > 1}  # conv and linear weights; norm layers' scales are left out
+    if not norms:
+        raise ValueError("No layer has a gradient yet: run a forward pass and `loss.backward()` first "
+                         "(and check that the weights have requires_grad=True).")
     return pd.Series(norms, name="grad_norm")
 
 
@@ -86,20 +100,23 @@ def logme(features: torch.Tensor, labels: torch.Tensor) -> float:
     column gets its own prior precision alpha and noise precision beta, set by the fixed-point
     evidence-maximisation updates of the paper's Algorithm 1; the score is the mean over classes.
     """
-    f = features.double().flatten(1)
+    f = inputs.features(features, min_rows=2).double()
+    labels = inputs.labels(labels)
+    if len(labels) != len(f):
+        raise ValueError(f"{len(f)} feature rows but {len(labels)} labels: take the same examples.")
+    classes = torch.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(f"LogME needs at least 2 classes; all {len(labels)} labels are {int(classes[0])}.")
+    if float((f - f.mean(0)).abs().max()) == 0.0:
+        raise ValueError("The features are the same for every example, so LogME is undefined (no evidence either "
+                         "way). Check that the layer is not dead or the model untrained.")
     sigma, v = torch.linalg.eigh(f.T @ f)
     sigma = sigma.clamp_min(0)
-    classes = torch.unique(labels)
     scores = [_logme_one(f, (labels == c).double(), sigma, v)[0] for c in classes]
     return float(sum(scores) / len(scores))
 
 
 # ----------------------------------------------------------------------------- cost
-def _batch_shape(input_shape, batch_size: int = 1) -> tuple[int, ...]:
-    shape = tuple(input_shape)
-    return shape if len(shape) == 4 else (batch_size, *shape)
-
-
 def count_flops(model: nn.Module, input_shape) -> int:
     """FLOPs of one forward pass (a multiply-add counts 2), from `torch.utils.flop_counter`.
 
@@ -107,53 +124,73 @@ def count_flops(model: nn.Module, input_shape) -> int:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
+    shape = inputs.input_shape(input_shape)
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(_batch_shape(input_shape)))
-    model.train(was_training)
+    with modes_kept(inputs.module(model)):
+        model.eval()
+        with counter, torch.no_grad():
+            try:
+                model(torch.zeros(shape, device=_device(model)))
+            except RuntimeError as err:
+                if not is_shape_error(err):
+                    raise
+                raise input_mismatch(model, torch.zeros(shape), err) from err
     return int(counter.get_total_flops())
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.zeros(())).device
+
+
 def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in inputs.module(model).parameters())
 
 
-@torch.inference_mode()
 def latency(model: nn.Module, input_shape, batch_size: int = 1, repeats: int = 15, warmup: int = 3) -> dict:
     """Wall-clock seconds per forward pass at `batch_size`: median, min and max of `repeats` runs."""
-    model.eval()
-    x = torch.rand(_batch_shape(input_shape, batch_size))
-    for _ in range(warmup):
-        model(x)
+    x = torch.rand(inputs.input_shape(input_shape, inputs.integer(batch_size, "batch_size", 1)),
+                   device=_device(inputs.module(model)))
+    repeats, warmup = inputs.integer(repeats, "repeats", 1), inputs.integer(warmup, "warmup", 0)
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
+    with modes_kept(model), torch.inference_mode():
+        model.eval()
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            model(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "batch_size": x.shape[0], "threads": torch.get_num_threads()}
 
 
 def sparsity(model: nn.Module) -> float:
     """Fraction of conv and linear weights that are exactly zero (after `surgery.prune_magnitude`)."""
-    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    weights = [m.weight for m in inputs.module(model).modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if not weights:
+        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear weights to measure.")
     return float(sum((w == 0).sum() for w in weights) / sum(w.numel() for w in weights))
 
 
 # ----------------------------------------------------------------------------- accuracy breakdown
 def per_class_accuracy(model: nn.Module, data: Data, class_names=None) -> pd.Series:
     """Accuracy on each class separately: where a biased model pays for its majority classes."""
-    images, labels = as_tensors(data)[:2]
-    correct = predict(model, images).argmax(1) == labels
+    images, labels = inputs.class_dataset(data)
+    logits = predict(model, images)
+    labels = inputs.labels(labels, num_classes=logits.shape[1])
     classes = torch.unique(labels).tolist()
+    if class_names is not None and len(class_names) <= max(classes):
+        raise ValueError(f"class_names has {len(class_names)} names but the labels go up to {max(classes)}.")
+    correct = logits.argmax(1) == labels
     acc = {(class_names[c] if class_names else c): float(correct[labels == c].float().mean()) for c in classes}
     return pd.Series(acc, name="accuracy")
 
 
 def pareto_front(cost, score) -> list[bool]:
     """Which models are Pareto-optimal: no other model is both cheaper (or equal) and better."""
-    cost, score = list(cost), list(score)
+    cost, score = [float(c) for c in cost], [float(s) for s in score]
+    if len(cost) != len(score) or not cost:
+        raise ValueError(f"cost and score must be non-empty and of one length, got {len(cost)} and {len(score)}.")
+    if not all(math.isfinite(v) for v in cost + score):
+        raise ValueError("cost and score must be finite: drop the models whose run diverged (NaN) first.")
     return [not any((c2 <= c and s2 > s) or (c2 < c and s2 >= s) for c2, s2 in zip(cost, score))
             for c, s in zip(cost, score)]

@@ -36,6 +36,9 @@ def _plain(value: Any) -> Any:
 
 def _record(status: str, claim: str, numbers: dict, paper: str | None) -> None:
     path = os.environ.get("TUTORLIB_RESULTS")
+    if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise FileNotFoundError(f"$TUTORLIB_RESULTS={path!r} is in a folder that does not exist. Create it "
+                                f"(mkdir -p {os.path.dirname(os.path.abspath(path))}) or unset TUTORLIB_RESULTS.")
     if path:
         prof = current()
         record = {"status": status, "claim": claim, "numbers": numbers, "paper": paper,
@@ -44,11 +47,25 @@ def _record(status: str, claim: str, numbers: dict, paper: str | None) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def _truth(condition: Any) -> bool:
+    """A verdict's condition must be one True/False; a NaN or a whole array is a mistake, not a pass."""
+    if isinstance(condition, torch.Tensor):
+        condition = condition.item() if condition.numel() == 1 else condition
+    if hasattr(condition, "item") and getattr(condition, "size", 2) == 1:
+        condition = condition.item()
+    if isinstance(condition, float) and condition != condition:
+        return False
+    if not isinstance(condition, (bool, int, float)):
+        raise TypeError(f"The condition must be a single True/False, got {type(condition).__name__}. "
+                        f"Reduce it first, e.g. (gaps > 0).all() or gaps.min() > 0.")
+    return bool(condition)
+
+
 def expect(condition: bool, claim: str, paper: str | None = None, **numbers: Any) -> None:
     """Assert `condition`; the message carries `claim` and every measured number passed as keywords."""
     numbers = _plain(numbers)
     shown = ", ".join(f"{k}={v}" for k, v in numbers.items())
-    status = "PASS" if bool(condition) else "FAIL"
+    status = "PASS" if _truth(condition) else "FAIL"
     _record(status, claim, numbers, paper)
     if status == "FAIL":
         raise AssertionError(f"FAIL {claim}: {shown}")
@@ -65,6 +82,8 @@ def report(claim: str, paper: str | None = None, **numbers: Any) -> None:
 def mean_sd(values) -> str:
     """'0.842 ± 0.013 (n=3)': how the course writes a result over seeds."""
     values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean_sd needs at least one value.")
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f} (n={len(values)})"
 

@@ -11,13 +11,16 @@ import hashlib
 import json
 import math
 import os
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-Dataset = tuple[torch.Tensor, torch.Tensor]
+from . import inputs
+from .inputs import Dataset
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SMALL_DIR = DATA_DIR / "fashion-mnist-small"
@@ -40,11 +43,18 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (the MNIST format, optionally gzipped) into a NumPy array."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} could not be read ({err}): it is not a valid{' gzip' if opener is gzip.open else ''} "
+                         f"IDX file. Download the official file again or remove it.") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex()}).")
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex()}). "
+                         f"Download the official file again or remove it.")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated inside its header. Download the official file again.")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != math.prod(shape):
@@ -154,6 +164,7 @@ def load_digits(image_size: int = 28) -> Dataset:
     """scikit-learn's 1,797 real 8x8 handwritten digits, upsampled to `image_size`: a second domain."""
     from sklearn.datasets import load_digits as sklearn_digits
 
+    image_size = inputs.integer(image_size, "image_size", 8)
     bunch = sklearn_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp_(0, 1)
@@ -182,14 +193,52 @@ def load_dataset(name: str, split: str = "train", size: str = "small") -> Datase
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False,
-                      return_classes: bool = False):
-    """A learner's own photos, one sub-folder per class, resized once into a tensor pair.
+def _centre_square(img):
+    """The largest centred square of a PIL image (so resizing does not squash a non-square photo)."""
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.crop((left, top, left + side, top + side))
 
-    Returns ``(images, labels)``, or ``(images, labels, class_names)`` with `return_classes=True`.
+
+def read_image(path: Path, image_size: int, grayscale: bool, center_crop: bool) -> np.ndarray:
+    """One photo as float32 H x W (grey) or H x W x 3 in [0, 1]: upright (EXIF), 16-bit aware, resized."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)  # phones store "rotate me" in EXIF instead of rotating pixels
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale, don't clip at 255
+            depth = 65535.0 if img.mode.startswith("I;16") or np.asarray(img).max() > 255 else 255.0
+            img = Image.fromarray((np.asarray(img, dtype=np.float32) / depth * 255).round().astype(np.uint8))
+        img = img.convert("L" if grayscale else "RGB")
+        if center_crop:
+            img = _centre_square(img)
+        img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The images in a class folder; other files (desktop.ini, notes.txt) are skipped with a warning."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    skipped = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if skipped:
+        warnings.warn(f"Skipped {len(skipped)} file(s) in {folder} that are not images: {skipped[:5]}", stacklevel=3)
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False,
+                      return_classes: bool = False, center_crop: bool = True):
+    """A learner's own photos, one sub-folder per class, read once into a tensor pair.
+
+    Each photo is turned upright by its EXIF tag, cropped to its centred square (`center_crop=False`
+    squashes it instead) and resized to `image_size`. Files that are not images are skipped with a
+    warning. Returns ``(images, labels)``, or ``(images, labels, class_names)`` with `return_classes=True`.
     """
     from PIL import Image, UnidentifiedImageError
 
+    image_size = inputs.integer(image_size, "image_size", 1)
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a folder path (str or Path), got {type(root).__name__}.")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder. Expected one sub-folder per class with images inside.")
@@ -199,15 +248,17 @@ def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False
                          f"sub-folders, one per class (e.g. {root}/cats/*.jpg and {root}/dogs/*.jpg).")
     images, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.is_file() and not p.name.startswith("."))
+        files = _image_files(root / name)
         if not files:
-            raise ValueError(f"Class folder {root / name} is empty: add images or remove the folder.")
+            raise ValueError(f"Class folder {root / name} is empty (no {'/'.join(sorted(IMAGE_SUFFIXES))} "
+                             f"files): add images or remove the folder.")
         for path in files:
             try:
-                with Image.open(path) as img:
-                    img = img.convert("L" if grayscale else "RGB").resize((image_size, image_size))
-                    images.append(np.asarray(img, dtype=np.uint8))
-            except (UnidentifiedImageError, OSError) as err:
+                images.append(read_image(path, image_size, grayscale, center_crop))
+            except Image.DecompressionBombError as err:
+                raise ValueError(f"{path} is too large to open safely ({err}). Shrink the photo, or raise "
+                                 f"PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from err
+            except (UnidentifiedImageError, OSError, ValueError) as err:
                 raise ValueError(f"{path} is not a readable image ({err}). Remove it or convert it to "
                                  f"one of {sorted(IMAGE_SUFFIXES)}.") from err
             labels.append(label)
@@ -218,14 +269,30 @@ def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False
 # ----------------------------------------------------------------------------- subsets
 def take(data: Dataset, index: torch.Tensor) -> Dataset:
     """The rows `index` of a dataset pair."""
-    images, labels = data
+    images, labels = inputs.class_dataset(data)
+    index = inputs.as_tensor(index, "index")
+    if index.dtype == torch.bool:
+        if index.shape != labels.shape:
+            raise ValueError(f"A boolean mask must have one entry per sample ({len(labels)}), got {tuple(index.shape)}.")
+        return images[index], labels[index]
+    if index.ndim != 1 or index.is_floating_point():
+        raise TypeError(f"index must be a 1-D tensor of whole-number row indices (or a boolean mask), got "
+                        f"{index.dtype} of shape {tuple(index.shape)}.")
+    if len(index) and (int(index.min()) < -len(labels) or int(index.max()) >= len(labels)):
+        raise ValueError(f"index runs from {int(index.min())} to {int(index.max())} but the dataset has "
+                         f"{len(labels)} samples.")
     return images[index], labels[index]
 
 
 def select_classes(data: Dataset, classes, relabel: bool = True) -> Dataset:
     """Keep only `classes`; with `relabel`, number them 0..k-1 in the order given (for a new head)."""
-    images, labels = data
-    classes = torch.as_tensor(list(classes))
+    images, labels = inputs.class_dataset(data)
+    classes = [inputs.integer(c, "each class", 0) for c in (classes if hasattr(classes, "__iter__") else [classes])]
+    present = set(torch.unique(labels).tolist())
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= present:
+        raise ValueError(f"classes must be distinct labels present in the data; got {classes}, the data has "
+                         f"{sorted(present)}. Each class may appear once (its position is its new label).")
+    classes = torch.tensor(classes)
     keep = torch.isin(labels, classes)
     new_labels = labels[keep]
     if relabel:
@@ -246,7 +313,11 @@ def stratified_split(labels: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int 
 
     Deterministic for a given seed; parts are disjoint and together cover every sample.
     """
-    fractions = [float(f) for f in fractions]
+    labels = inputs.labels(labels)
+    seed = inputs.seed(seed)
+    if isinstance(fractions, (str, bytes)) or not hasattr(fractions, "__len__") or len(fractions) == 0:
+        raise ValueError(f"fractions must be a sequence of numbers that sum to 1, e.g. (0.8, 0.1, 0.1); got {fractions!r}.")
+    fractions = [inputs.real(f, "each fraction") for f in fractions]
     if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions} (sum {sum(fractions):.4f}).")
     parts: list[list[torch.Tensor]] = [[] for _ in fractions]
@@ -264,8 +335,9 @@ def stratified_split(labels: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int 
 
 def few_shot(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
     """Indices of `per_class` random samples of every class: the few-label target sets."""
-    if per_class < 1:
-        raise ValueError(f"per_class must be at least 1, got {per_class}.")
+    labels, seed = inputs.labels(labels), inputs.seed(seed)
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be a whole number, at least 1, got {per_class!r}.")
     picked = []
     for c, idx in _class_indices(labels, torch.Generator().manual_seed(seed)).items():
         if len(idx) < per_class:
@@ -281,8 +353,10 @@ def long_tail(labels: torch.Tensor, imbalance_ratio: float, seed: int = 0) -> to
     Class order is label order, so the lowest label is the majority and the highest the rarest
     (the convention of Cui et al. 2019). `imbalance_ratio` = largest class / smallest class.
     """
-    if imbalance_ratio < 1:
-        raise ValueError(f"imbalance_ratio is largest/smallest class size and must be >= 1, got {imbalance_ratio}.")
+    labels, seed = inputs.labels(labels), inputs.seed(seed)
+    if isinstance(imbalance_ratio, bool) or not isinstance(imbalance_ratio, (int, float)) \
+            or not math.isfinite(imbalance_ratio) or imbalance_ratio < 1:
+        raise ValueError(f"imbalance_ratio is largest/smallest class size and must be >= 1, got {imbalance_ratio!r}.")
     by_class = _class_indices(labels, torch.Generator().manual_seed(seed))
     n_max, steps = min(len(i) for i in by_class.values()), max(len(by_class) - 1, 1)
     picked = [idx[:max(1, int(n_max * imbalance_ratio ** (-rank / steps)))]
@@ -292,8 +366,10 @@ def long_tail(labels: torch.Tensor, imbalance_ratio: float, seed: int = 0) -> to
 
 def add_label_noise(labels: torch.Tensor, rate: float, num_classes: int, seed: int = 0) -> torch.Tensor:
     """Symmetric label noise: exactly round(rate * N) labels move to a uniformly random *other* class."""
-    if not 0.0 <= rate <= 1.0:
+    labels, seed = inputs.labels(labels), inputs.seed(seed)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate is the fraction of labels to corrupt and must be in [0, 1], got {rate}.")
+    num_classes = inputs.integer(num_classes, "num_classes", 2)
     if num_classes < 2 or int(labels.max()) >= num_classes or int(labels.min()) < 0:
         raise ValueError(f"labels must lie in 0..{num_classes - 1} with num_classes >= 2; "
                          f"got labels in {int(labels.min())}..{int(labels.max())}.")
@@ -319,7 +395,8 @@ def corrupt(images: torch.Tensor, kind: str, severity: int = 3, seed: int = 0) -
     """A shifted copy of `images` (like CIFAR-10-C / MNIST-C): `kind` at `severity` 1 (mild) to 5."""
     if kind not in CORRUPTIONS:
         raise ValueError(f"Unknown corruption {kind!r}; choose one of {CORRUPTIONS}.")
-    if severity not in (1, 2, 3, 4, 5):
+    images, seed = inputs.images(images), inputs.seed(seed)
+    if isinstance(severity, bool) or not isinstance(severity, int) or severity not in (1, 2, 3, 4, 5):
         raise ValueError(f"severity must be an integer from 1 to 5, got {severity!r}.")
     g, s = torch.Generator().manual_seed(seed), severity - 1
     if kind == "gaussian_noise":

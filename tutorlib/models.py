@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import inputs
 from .data import DATA_DIR, MANIFEST, sha256
 
 
@@ -66,9 +67,9 @@ class SmallCNN(nn.Module):
 def small_cnn(width: int = 16, depth: int = 4, num_classes: int = 10, in_channels: int = 1,
               batchnorm: bool = True) -> SmallCNN:
     """The course CNN (4 blocks of width 16 trains at ~3,000 images/s on a 2-core CPU)."""
-    if width < 1 or depth < 1 or num_classes < 1:
-        raise ValueError(f"width, depth and num_classes must be positive, got {width}, {depth}, {num_classes}.")
-    return SmallCNN(width, depth, num_classes, in_channels, batchnorm)
+    for name, value in dict(width=width, depth=depth, num_classes=num_classes, in_channels=in_channels).items():
+        inputs.integer(value, name, 1)
+    return SmallCNN(int(width), int(depth), int(num_classes), int(in_channels), bool(batchnorm))
 
 
 # ----------------------------------------------------------------------------- plain deep nets
@@ -80,6 +81,7 @@ def init_weights(model: nn.Module, scheme: str) -> nn.Module:
     PyTorch's default, kaiming_uniform with a=sqrt(5), is neither Xavier nor He)."""
     if scheme not in INITS:
         raise ValueError(f"Unknown init {scheme!r}; choose one of {INITS}.")
+    inputs.module(model)
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             if scheme == "normal0.01":
@@ -96,6 +98,8 @@ def init_weights(model: nn.Module, scheme: str) -> nn.Module:
 def plain_net(depth: int, width: int = 128, init: str = "he", batchnorm: bool = False,
               in_features: int = 784, num_classes: int = 10) -> nn.Sequential:
     """A plain ReLU MLP (no residuals): `depth` linear layers, the classic testbed for vanishing gradients."""
+    for name, value in dict(depth=depth, width=width, in_features=in_features, num_classes=num_classes).items():
+        inputs.integer(value, name, 2 if name == "depth" else 1)
     layers: list[nn.Module] = [nn.Flatten()]
     sizes = [in_features] + [width] * (depth - 1)
     for i in range(depth - 1):
@@ -152,12 +156,12 @@ class AdaptInput(nn.Module):
 
     def __init__(self, model: nn.Module, image_size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
         super().__init__()
-        self.model, self.image_size = model, image_size
+        self.model, self.image_size = inputs.module(model), inputs.integer(image_size, "image_size", 1)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.image_size:
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -181,7 +185,13 @@ def imagenet_preprocess(image: torch.Tensor, resize: int = 256, crop: int = 224,
     """
     from torchvision.transforms import functional as TF
 
-    x = torch.tensor(np.asarray(image)).permute(2, 0, 1).float() / 255.0
+    array = np.asarray(image)
+    if array.ndim == 2:  # a grey photo: three equal channels
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4) or array.dtype != np.uint8:
+        raise ValueError(f"imagenet_preprocess takes an H x W x 3 uint8 photo (as PIL or plt.imread give it), "
+                         f"got {array.dtype} of shape {array.shape}. Convert with np.asarray(pil_image.convert('RGB')).")
+    x = torch.tensor(array[..., :3]).permute(2, 0, 1).float() / 255.0
     x = TF.center_crop(TF.resize(x, resize, antialias=True), crop)
     return ((x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)).unsqueeze(0)
 
@@ -197,6 +207,8 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True, input_siz
 
     if variant not in LITE_WEIGHTS:
         raise ValueError(f"Unknown EfficientNet-Lite variant {variant!r}; choose one of {sorted(LITE_WEIGHTS)}.")
+    if input_size is not None:
+        inputs.integer(input_size, "input_size (pixels; EfficientNet shrinks images 32x, so use >= 32)", 32)
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=pretrained and online)
     if pretrained and not online:
         path = lite_weights_file(variant)
@@ -225,7 +237,7 @@ def list_checkpoints() -> list[str]:
 def checkpoint_info(name: str) -> dict:
     """A checkpoint's manifest entry: file, sha256, architecture, training recipe and metrics."""
     entries = _manifest_checkpoints()
-    if name not in entries:
+    if not isinstance(name, str) or name not in entries:
         raise ValueError(f"Unknown checkpoint {name!r}. Available: {sorted(entries) or 'none'}. "
                          f"Rebuild them with `make checkpoints`.")
     return entries[name]

@@ -15,6 +15,8 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
+from . import inputs
+
 PALETTE = "colorblind"
 
 
@@ -36,6 +38,19 @@ def _register_notebook_display() -> None:
 
 
 _register_notebook_display()
+
+
+def _frame(df, *columns: str | None) -> pd.DataFrame:
+    """A non-empty DataFrame that has the named columns; else an error that lists the ones it has."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"Plots take a pandas DataFrame (one row per measurement), got {type(df).__name__}. "
+                        f"Build one with pd.DataFrame(rows).")
+    missing = [c for c in columns if c is not None and c not in df.columns]
+    if missing:
+        raise ValueError(f"Column(s) {missing} are not in the table; it has {list(df.columns)}.")
+    if df.empty:
+        raise ValueError("The table is empty: run the experiment cell above first.")
+    return df
 
 
 def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
@@ -63,6 +78,7 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: st
 
     On a log y axis the bars show the seeds' min-max range instead: mean - sd can fall below zero there.
     """
+    _frame(df, x, y, hue)
     fig, (ax,) = _figure()
     sns.lineplot(data=df, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False,
                  errorbar=("pi", 100) if logy else "sd", err_style="bars", ax=ax)
@@ -81,6 +97,7 @@ def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str
          xlabel: str | None = None, ylabel: str | None = None, ylim: tuple[float, float] | None = None,
          horizontal: bool = False, order: list | None = None) -> Figure:
     """Mean of `y` per category with standard-deviation error bars and each seed as a dot."""
+    _frame(df, x, y, hue)
     fig, (ax,) = _figure(width=6.0)
     xy = dict(x=y, y=x, order=order) if horizontal else dict(x=x, y=y, order=order)
     sns.barplot(data=df, hue=hue, errorbar="sd", capsize=0.1, alpha=0.8, ax=ax, **xy)
@@ -120,6 +137,7 @@ def scatter(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, label: 
             title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
             logx: bool = False, diagonal: bool = False) -> Figure:
     """One point per row, optionally annotated with the `label` column (models, methods)."""
+    _frame(df, x, y, hue, label)
     fig, (ax,) = _figure()
     sns.scatterplot(data=df, x=x, y=y, hue=hue, style=hue, s=70, ax=ax)
     if label:
@@ -136,6 +154,10 @@ def scatter(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, label: 
 
 def training_curves(histories: Mapping[str, object], *, title: str | None = None) -> Figure:
     """Loss and gradient norm (log scale) per step, and validation accuracy per epoch when recorded."""
+    if not isinstance(histories, Mapping) or not histories or \
+            not all(hasattr(h, "step_loss") for h in histories.values()):
+        raise TypeError("training_curves takes a dict of name -> History (what train.fit returns), e.g. "
+                        "{'warmup': history}.")
     with_val = any(h.val_accuracy for h in histories.values())
     fig, axes = _figure(ncols=3 if with_val else 2, width=4.2)
     colors = sns.color_palette("tab10", len(histories))  # the most distinct hues for many runs
@@ -158,6 +180,7 @@ def training_curves(histories: Mapping[str, object], *, title: str | None = None
 def layer_profile(df: pd.DataFrame, layer: str, value: str, hue: str | None = None, *,
                   title: str | None = None, ylabel: str | None = None, logy: bool = False) -> Figure:
     """A value per layer, input on the left and output on the right (gradient norms, CKA, distances)."""
+    _frame(df, layer, value, hue)
     fig, (ax,) = _figure(width=6.0)
     sns.pointplot(data=df, x=layer, y=value, hue=hue, errorbar="sd", dodge=0.2, ax=ax)
     if logy:
@@ -170,6 +193,10 @@ def layer_profile(df: pd.DataFrame, layer: str, value: str, hue: str | None = No
 def image_grid(images: torch.Tensor, labels: torch.Tensor | None = None, class_names=None, *,
                ncols: int = 10, title: str | None = None) -> Figure:
     """A grid of images with their class names, to look at the data before modelling it."""
+    images = inputs.images(images)
+    ncols = inputs.integer(ncols, "ncols", 1)
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels.")
     n = len(images)
     nrows = -(-n // ncols)
     fig = Figure(figsize=(1.2 * ncols, 1.35 * nrows), layout="constrained")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 
 import torch
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 
 from .data import DATA_DIR, HALF_A, HALF_B, MANIFEST, load_fashion_mnist, select_classes, sha256
 from .models import CHECKPOINT_DIR, small_cnn
+from . import threads
 from .profile import seed_everything
 from .train import evaluate, fit
 
@@ -87,15 +90,25 @@ def train_checkpoint(recipe: dict, progress: bool = True) -> tuple[nn.Module, di
     return model, metrics
 
 
+def portable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights as fresh contiguous tensors, so the file's bytes depend on the values alone."""
+    return {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+
+
+def machine_kind() -> str:
+    """What bitwise reproducibility depends on besides torch and threads: the CPU's vector instructions."""
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+
+
 def save_checkpoint(name: str, model: nn.Module, recipe: dict, metrics: dict) -> dict:
     """Write the weights and their manifest entry (sha256, architecture, recipe, metrics)."""
     CHECKPOINT_DIR.mkdir(parents=True, exist_ok=True)
     path = CHECKPOINT_DIR / f"{name}.pt"
-    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, path)  # layout-independent bytes
+    torch.save(portable_state(model), path)
     arch = {"name": "small_cnn", **{k: model.config[k] for k in ("width", "depth", "num_classes", "in_channels")}}
     entry = {"file": str(path.relative_to(DATA_DIR)), "sha256": sha256(path), "bytes": path.stat().st_size,
              "architecture": arch, "recipe": {**recipe, **COMMON}, "metrics": metrics,
-             "torch": torch.__version__, "threads": torch.get_num_threads()}
+             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": machine_kind()}
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     manifest.setdefault("checkpoints", {})[name] = entry
     MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -108,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list", action="store_true", help="print the recipes and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    os.environ[threads.ENV_VAR] = str(threads.MAX_THREADS)  # a fixed thread count: same bytes on every run
     if args.list:
         for name, recipe in RECIPES.items():
             print(f"{name:16s} {recipe}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import inputs
+
 ENV_VAR = "TUTORLIB_PROFILE"
 
 
@@ -58,6 +60,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
     The course's one seed helper: call it at the top of every experiment so reruns match.
     """
+    seed = inputs.seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -5,8 +5,9 @@ and torchvision models (ResNet-18, MobileNetV3). The semantics follow fastai:
 
 * a *layer group* is a unit the network is cut at, ordered from the input to the head;
 * *frozen* means ``requires_grad=False`` and, unless ``train_bn=True``, BatchNorm layers kept in eval
-  mode so their running statistics do not move (call `train_mode(model)` instead of
-  ``model.train()`` in your own loops; `train.fit` does it for you).
+  mode so their running statistics do not move, also when your own loop calls ``model.train()``
+  (like torchvision's ``FrozenBatchNorm2d``, but the layer keeps its class and its state_dict).
+  `unfreeze` undoes both.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.utils.prune as prune
+
+from . import inputs
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 BATCH_NORMS = nn.modules.batchnorm._BatchNorm
@@ -34,6 +37,7 @@ def layer_groups(model: nn.Module) -> Groups:
     top-level children that hold parameters, with stage containers (`features`, `blocks`, `layers`,
     `stages`) expanded into their stages, and a lone norm layer (`bn1`) merged into the group before it.
     """
+    inputs.module(model)
     if hasattr(model, "layer_groups") and callable(model.layer_groups):
         return list(model.layer_groups())
     groups: Groups = []
@@ -69,17 +73,43 @@ def _resolve_depth(groups: Groups, up_to: int | str) -> int:
     return up_to
 
 
+class StayInEval:
+    """A frozen BatchNorm's `train` method: whatever mode is asked for, the layer stays in eval."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __call__(self, mode: bool = True) -> nn.Module:
+        return nn.Module.train(self.module, False)
+
+
+def hold_in_eval(bn: nn.Module, frozen: bool) -> None:
+    """frozen=True: `bn` stays in eval through any later `model.train()`; False: it follows its model again."""
+    if frozen:
+        bn.train = StayInEval(bn)
+        nn.Module.train(bn, False)
+    elif isinstance(bn.__dict__.get("train"), StayInEval):
+        del bn.__dict__["train"]
+
+
+def is_held(bn: nn.Module) -> bool:
+    return isinstance(bn.__dict__.get("train"), StayInEval)
+
+
 def set_bn_eval(model: nn.Module) -> nn.Module:
-    """Put every BatchNorm whose parameters are all frozen into eval mode (fastai's rule)."""
+    """Hold every BatchNorm whose parameters are all frozen in eval mode (fastai's rule)."""
     for m in model.modules():
         params = list(m.parameters(recurse=False))
-        if isinstance(m, BATCH_NORMS) and params and not any(p.requires_grad for p in params):
-            m.eval()
+        if isinstance(m, BATCH_NORMS) and params:
+            frozen = not any(p.requires_grad for p in params)
+            if frozen != is_held(m):
+                hold_in_eval(m, frozen)
+                m.training = model.training and not frozen
     return model
 
 
 def train_mode(model: nn.Module) -> nn.Module:
-    """``model.train()`` that keeps frozen BatchNorm layers in eval mode. Use it in training loops."""
+    """``model.train()`` with fastai's frozen-BatchNorm rule applied (`fit` calls it each epoch)."""
     return set_bn_eval(model.train())
 
 
@@ -89,6 +119,8 @@ def _set_trainable(groups: Groups, n_frozen: int, train_bn: bool) -> None:
             keep_training = i >= n_frozen or (train_bn and isinstance(m, NORM_LAYERS))
             for p in m.parameters(recurse=False):
                 p.requires_grad = keep_training
+            if isinstance(m, BATCH_NORMS):
+                hold_in_eval(m, frozen=not keep_training)
 
 
 def freeze(model: nn.Module, up_to: int | str, train_bn: bool = False) -> nn.Module:
@@ -97,9 +129,11 @@ def freeze(model: nn.Module, up_to: int | str, train_bn: bool = False) -> nn.Mod
     train_bn=True keeps BatchNorm layers of frozen groups trainable and updating (fastai's default).
     """
     groups = layer_groups(model)
-    _set_trainable(groups, _resolve_depth(groups, up_to), train_bn)
-    model.train(model.training)  # re-apply the current mode so frozen BN drops to eval if needed
-    return set_bn_eval(model)
+    depth = _resolve_depth(groups, up_to)
+    if not isinstance(train_bn, bool):
+        raise TypeError(f"train_bn must be True or False, got {train_bn!r}.")
+    _set_trainable(groups, depth, train_bn)
+    return set_bn_eval(model.train(model.training))  # frozen BN drops to eval, the rest keeps its mode
 
 
 def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
@@ -115,6 +149,7 @@ def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
             p.requires_grad = True
         for m in module.modules():
             if isinstance(m, BATCH_NORMS):
+                hold_in_eval(m, frozen=False)
                 m.train(model.training)
     return model
 
@@ -122,15 +157,18 @@ def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
 def train_only(model: nn.Module, groups: list[str], train_bn: bool = False) -> nn.Module:
     """Freeze every layer group except those named (surgical fine-tuning, Lee et al. 2023)."""
     names = group_names(model)
+    if isinstance(groups, str) or not isinstance(groups, (list, tuple, set)):
+        raise TypeError(f"groups must be a list of group names, e.g. ['{names[0]}']; got {groups!r}.")
     unknown = [g for g in groups if g not in names]
     if unknown:
         raise ValueError(f"Unknown layer group(s) {unknown}. This model's groups, input to head: {names}.")
     for name, module in layer_groups(model):
         for m in module.modules():
+            trains = name in groups or (train_bn and isinstance(m, NORM_LAYERS))
             for p in m.parameters(recurse=False):
-                p.requires_grad = name in groups or (train_bn and isinstance(m, NORM_LAYERS))
-        for m in module.modules():
+                p.requires_grad = trains
             if isinstance(m, BATCH_NORMS):
+                hold_in_eval(m, frozen=not trains)
                 m.train(model.training)
     return set_bn_eval(model)
 
@@ -144,7 +182,8 @@ def _head_owner(model: nn.Module) -> nn.Module:
 
 def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Module:
     """Swap the final linear classifier for a fresh one with `num_classes` outputs."""
-    owner = _head_owner(model)
+    num_classes = inputs.integer(num_classes, "num_classes", 1)
+    owner = _head_owner(inputs.module(model))
     if head_name is None and hasattr(owner, "reset_classifier"):  # timm models
         owner.reset_classifier(num_classes)
         return model
@@ -168,6 +207,7 @@ def discriminative_param_groups(model: nn.Module, base_lr: float, factor: float 
 
     Covers every trainable parameter exactly once (frozen ones are left out). ULMFiT's factor is 2.6.
     """
+    base_lr, factor = inputs.positive(base_lr, "base_lr"), inputs.positive(factor, "factor")
     groups, seen, out = layer_groups(model), set(), []
     for i, (name, module) in enumerate(groups):
         params = [p for p in module.parameters() if p.requires_grad and id(p) not in seen]
@@ -185,16 +225,18 @@ def discriminative_param_groups(model: nn.Module, base_lr: float, factor: float 
 def transplant(src: nn.Module, dst: nn.Module, n_groups: int | str, freeze: bool = True,
                train_bn: bool = False) -> nn.Module:
     """Copy the first `n_groups` groups of `src` into `dst` (Yosinski's AnB / AnB+), frozen or not."""
-    src_groups, dst_groups = layer_groups(src), layer_groups(dst)
+    src_groups, dst_groups = layer_groups(inputs.module(src, "src")), layer_groups(inputs.module(dst, "dst"))
     if [n for n, _ in src_groups] != [n for n, _ in dst_groups]:
         raise ValueError(f"src and dst have different layer groups: {[n for n, _ in src_groups]} vs "
                          f"{[n for n, _ in dst_groups]}. Transplant between models of one architecture.")
     n = _resolve_depth(dst_groups, n_groups)
-    for (name, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):
-        try:
-            d.load_state_dict(s.state_dict())
-        except RuntimeError as err:
-            raise ValueError(f"Group {name!r} has different shapes in src and dst: {err}") from err
+    for (name, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):  # check every group before copying any
+        theirs, ours = s.state_dict(), d.state_dict()
+        if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
+            raise ValueError(f"Group {name!r} has different shapes in src and dst (e.g. another width). "
+                             f"Transplant between models of one architecture and width.")
+    for (_, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):
+        d.load_state_dict(s.state_dict())
     _set_trainable(dst_groups, n if freeze else 0, train_bn)
     return set_bn_eval(dst)
 
@@ -204,10 +246,12 @@ def prune_magnitude(model: nn.Module, amount: float, permanent: bool = False) ->
 
     The zeros are kept by a mask during further training; `permanent=True` bakes them into the weights.
     """
-    if not 0.0 <= amount <= 1.0:
-        raise ValueError(f"amount is the fraction of weights to remove and must be in [0, 1], got {amount}.")
-    model.to(memory_format=torch.contiguous_format)  # torch's pruning flattens with .view(); `fit` leaves channels-last
-    targets = [(m, "weight") for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    # A float: torch reads an int amount as a *count* of weights, so amount=1 would prune one weight.
+    amount = inputs.real(amount, "amount (the fraction of weights to remove)", 0.0, 1.0)
+    targets = [(m, "weight") for m in inputs.module(model).modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if not targets:
+        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layers to prune.")
+    model.to(memory_format=torch.contiguous_format)  # torch's pruning flattens weights with .view()
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
     if permanent:
         for m, name in targets:

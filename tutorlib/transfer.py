@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from . import inputs
 from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
 from .models import small_cnn
@@ -49,6 +50,8 @@ def load_halves(prof: profiles.Profile | None = None) -> Halves:
 
 def epochs_for_steps(n_images: int, batch_size: int, steps: int) -> int:
     """How many epochs give about `steps` optimisation steps on `n_images` (at least one)."""
+    for name, value in dict(n_images=n_images, batch_size=batch_size, steps=steps).items():
+        inputs.integer(value, name, 1)
     return max(1, round(steps / math.ceil(n_images / batch_size)))
 
 
@@ -92,4 +95,4 @@ def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Data
 
 def pixels(data: Dataset) -> torch.Tensor:
     """Raw pixels as features: the baseline every pretrained representation must beat."""
-    return data[0].flatten(1)
+    return inputs.dataset(data)[0].flatten(1)
