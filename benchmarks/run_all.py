@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_data  # noqa: E402
+import bench_load  # noqa: E402
 import bench_loop  # noqa: E402
 import bench_notebooks  # noqa: E402
 import bench_probe  # noqa: E402
@@ -34,6 +35,7 @@ NOTES = HERE / "NOTES.md"
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-notebooks", action="store_true")
+    parser.add_argument("--skip-load", action="store_true", help="skip 7, the runs beside a busy process")
     parser.add_argument("--reuse-notebook-runs", action="store_true",
                         help="read build/bench/quick/course/run.json and build/course/run.json instead of building")
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), help="run only these sections")
@@ -53,10 +55,14 @@ def main(argv: list[str] | None = None) -> None:
                  "standard": HERE.parent / "build/course/run.json"} if args.reuse_notebook_runs else None
         notebook_rows, facts["notebooks"] = bench_notebooks.run(reuse)
         print(table(notebook_rows))
-    write_results(rows, notebook_rows, facts, time.perf_counter() - started, args.reuse_notebook_runs)
+    load_rows = None
+    if not args.skip_load and not args.only:
+        load_rows, facts["load"] = bench_load.run()
+        print(table(load_rows))
+    write_results(rows, notebook_rows, facts, time.perf_counter() - started, args.reuse_notebook_runs, load_rows)
 
 
-def write_results(rows, notebook_rows, facts, seconds: float, reused: bool) -> None:
+def write_results(rows, notebook_rows, facts, seconds: float, reused: bool, load_rows=None) -> None:
     parts = [f"# Benchmarks\n\nWritten by `make bench` (`benchmarks/run_all.py`) on "
              f"{datetime.datetime.now().isoformat(timespec='minutes')}: {machine()}; "
              f"{seconds / 60:.1f} min in all. Every ratio is measured within this one run, with the arms "
@@ -68,6 +74,8 @@ def write_results(rows, notebook_rows, facts, seconds: float, reused: bool) -> N
                   "build/bench/quick/course/run.json)" if reused else "built by this run")
         parts += [f"\n## 6. Notebooks: wall time and peak memory (a fresh kernel per chapter; {source})\n",
                   table(notebook_rows)]
+    if load_rows:
+        parts += ["\n## 7. Beside a busy process: thread policies (`bench_load.py`)\n", table(load_rows)]
     parts += ["\n## Setup and raw facts\n", "```json", json.dumps(facts, indent=1, default=str), "```"]
     if NOTES.exists():
         parts += ["\n" + NOTES.read_text()]

@@ -118,7 +118,8 @@ def test_student_version_hides_every_solution(path):
     for number, (solution, check_cell) in enumerate(pairs, 1):
         stub, answer_source = student.cells[solution].source, original.cells[solution].source
         assert answer_source not in stub and "solution" not in student.cells[solution].metadata["tags"]
-        assert student.cells[check_cell].source == original.cells[check_cell].source  # the self-check stays
+        visible = course.without_hidden_tests(original.cells[check_cell].source)
+        assert student.cells[check_cell].source == visible  # the self-check stays, less its hidden tests
         assert "check.answered(" in original.cells[check_cell].source
         assert "# Hint:" in stub, f"{path.name} exercise {number}: the self-check's hint is not plain text"
         namespace = {}

@@ -130,10 +130,10 @@ def test_prune_one_means_all_weights_not_one_weight():
 def test_l2sp_against_a_snapshot_grows_as_the_weights_move():
     model = tiny_cnn()
     reference = losses.snapshot(model)
-    assert float(losses.l2sp_penalty(model, reference)) == 0.0
+    assert losses.l2sp_penalty(model, reference).item() == 0.0
     with torch.no_grad():
         model.features.block1.conv.weight.add_(0.1)
-    moved = float(losses.l2sp_penalty(model, reference, alpha=2.0))
+    moved = losses.l2sp_penalty(model, reference, alpha=2.0).item()
     assert moved == pytest.approx(model.features.block1.conv.weight.numel() * 0.01, rel=1e-4)
 
 

@@ -42,9 +42,14 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def weight_distance(model: nn.Module, reference: dict[str, torch.Tensor]) -> pd.Series:
-    """L2 distance of each layer group's parameters from `reference` (take it with `losses.snapshot`)."""
-    names = {id(p): n for n, p in inputs.module(model).named_parameters()}
-    shared = [n for n in names.values() if n in reference] if isinstance(reference, dict) else []
+    """L2 distance of each layer group's parameters from `reference` (take it with `losses.snapshot`).
+
+    A group with no parameter of the reference's shape (a head re-sized by `replace_head`) gets NaN.
+    """
+    params = dict(inputs.module(model).named_parameters())
+    names = {id(p): n for n, p in params.items()}
+    shared = [n for n, p in params.items() if isinstance(reference, dict) and n in reference
+              and getattr(reference[n], "shape", None) == p.shape]
     if not shared:
         raise ValueError("reference has none of the model's parameter names: take it from the same architecture "
                          "with losses.snapshot(pretrained_model).")

@@ -95,8 +95,12 @@ def answered(answer: Any) -> None:
                              "run it, then run this cell again.")
 
 
-def exercise(passed: bool, success: str, hint: str) -> None:
-    """An exercise's self-check: a cheerful line when right, an AssertionError with a hint when not."""
+def exercise(passed: bool, success: str, hint: str, final: bool = True) -> None:
+    """An exercise's self-check: a cheerful line when right, an AssertionError with a hint when not.
+
+    final=False marks a check of a *property* of the answer (its type, its range): passing it prints
+    "Plausible", and the exact check that follows (hidden from the student version) prints "Correct".
+    """
     if not passed:
         raise AssertionError(f"Not yet: {hint}")
-    print(f"Correct: {success}")
+    print(f"{'Correct' if final else 'Plausible'}: {success}")

@@ -11,9 +11,14 @@ build/course/run.json. A chapter that fails is marked failed in the index, with 
 others still build.
 
 `student` copies the notebooks with every cell tagged `solution` replaced by a stub that raises
-NotImplementedError with a hint; the self-check cell after each stays, so students can grade themselves.
-`grade` runs a student's notebook top to bottom (errors do not stop it) and reports, per exercise,
-whether its self-check printed "Correct".
+NotImplementedError with a hint, and with the hidden tests (``### BEGIN HIDDEN TESTS`` ...) cut out of
+the self-check cells, so no student copy shows an answer. `grade` puts the answer key's self-checks
+(hidden tests included) back into a submission, runs it top to bottom (errors do not stop it) and
+reports, per exercise, whether its self-check printed "Correct".
+
+The exercises carry nbgrader's markup too (``### BEGIN SOLUTION`` regions, cell metadata with a
+grade_id and points, hidden tests), so `nbgrader generate_assignment` / `autograde` work on the same
+notebooks and agree with `student` / `grade` (tests/test_nbgrader.py runs the real nbgrader).
 """
 from __future__ import annotations
 
@@ -225,6 +230,20 @@ def exercise_stub(check_source: str, number: int) -> str:
     return "\n".join(lines)
 
 
+HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S)
+
+
+def without_hidden_tests(source: str) -> str:
+    """A self-check as the student sees it: the hidden region (the exact expected value) removed."""
+    return HIDDEN_TESTS.sub("", source)
+
+
+def is_answer_cell(cell) -> bool:
+    """A cell where the student writes code: tagged solution/exercise, or nbgrader's solution flag."""
+    return bool({"solution", "exercise"} & set(cell.metadata.get("tags", []))) or \
+        cell.metadata.get("nbgrader", {}).get("solution", False)
+
+
 def exercises(nb) -> list[tuple[int, int]]:
     """(solution cell index, self-check cell index) for every cell tagged `solution`."""
     pairs = []
@@ -246,6 +265,7 @@ def student_version(nb):
         cell = nb.cells[solution]
         cell.source = exercise_stub(nb.cells[check_cell].source, number)
         cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != "solution"] + ["exercise"]
+        nb.cells[check_cell].source = without_hidden_tests(nb.cells[check_cell].source)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -265,16 +285,35 @@ def write_student_versions(out_dir: Path = BUILD / "student") -> list[Path]:
     return written
 
 
-def grade(path: Path, timeout: int = 1800) -> list[dict]:
-    """Run a submitted notebook to the end and read each exercise's self-check: correct, not yet, or not run."""
+def restore_checks(nb, key) -> None:
+    """Put the answer key's self-checks (hidden tests included) into a submission, as nbgrader's autograde does."""
+    key_checks = [key.cells[c] for _, c in exercises(key)]
+    answers = [i for i, c in enumerate(nb.cells) if is_answer_cell(c)]
+    if len(answers) != len(key_checks):
+        raise ValueError(f"The submission has {len(answers)} exercises but the answer key has {len(key_checks)}: "
+                         f"grade it against its own chapter (--key).")
+    for i, key_check in zip(answers, key_checks):
+        check_cell = next(j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
+        nb.cells[check_cell].source = key_check.source
+
+
+def grade(path: Path, timeout: int = 1800, key: Path | None = None) -> list[dict]:
+    """Run a submitted notebook to the end and read each exercise's self-check: correct, not yet, or not run.
+
+    key: the answer-key notebook (default: the chapter of the same name in notebooks/); its self-checks,
+    hidden tests included, replace the submission's before it runs. Without one, the visible checks grade.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    key = key or (NOTEBOOKS / Path(path).name)
+    if key.exists():
+        restore_checks(nb, nbformat.read(key, as_version=4))
     NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(path.parent)}}).execute(env={**os.environ, "TUTORLIB_HEADLESS": "1"})
     rows = []
-    answer_cells = [i for i, c in enumerate(nb.cells) if {"solution", "exercise"} & set(c.metadata.get("tags", []))]
+    answer_cells = [i for i, c in enumerate(nb.cells) if is_answer_cell(c)]
     for number, i in enumerate(answer_cells, 1):
         check_cell = next(j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
         outputs = nb.cells[check_cell].get("outputs", [])
@@ -293,7 +332,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
     parser.add_argument("--out", type=Path, help="output folder (default: build/, or build/student/)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--key", type=Path, help="grade: the answer key (default: notebooks/<same name>)")
+    args = parser.parse_intermixed_args(argv)  # options may come before or after the notebooks
     if args.command == "student":
         write_student_versions(args.out or BUILD / "student")
         return
@@ -301,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[ENV_VAR] = current(args.profile).name
     if args.command == "grade":
         for path in args.notebooks:
-            rows = grade(path)
+            rows = grade(path, key=args.key)
             print(f"{path}: {sum(r['status'] == 'correct' for r in rows)} of {len(rows)} exercises correct")
             for r in rows:
                 print(f"  exercise {r['exercise']}: {r['status']:8s} {r['detail']}")

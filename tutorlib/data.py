@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import math
+import numbers
 import os
 import warnings
 import zlib
@@ -266,6 +267,29 @@ def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False
     return (x, y, classes) if return_classes else (x, y)
 
 
+def sample_photo_folder(root: str | Path, per_class: int = 20, seed: int = 0) -> Path:
+    """A tiny photo folder to try `load_image_folder` on: crops of scikit-learn's two bundled photos.
+
+    Class "china" holds crops of a temple photo, class "flower" crops of a flower photo, as JPEG files,
+    one sub-folder per class: the layout your own photos need. Returns `root`.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    per_class, seed = inputs.integer(per_class, "per_class", 2), inputs.seed(seed)
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for name, photo in zip(("china", "flower"), load_sample_images().images):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        h, w = photo.shape[:2]
+        for i in range(per_class):
+            side = int(rng.uniform(0.3, 0.7) * min(h, w))
+            top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
+            crop = Image.fromarray(photo[top:top + side, left:left + side])
+            crop.save(root / name / f"{name}_{i:02d}.jpg", quality=90)
+    return root
+
+
 # ----------------------------------------------------------------------------- subsets
 def take(data: Dataset, index: torch.Tensor) -> Dataset:
     """The rows `index` of a dataset pair."""
@@ -336,8 +360,9 @@ def stratified_split(labels: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int 
 def few_shot(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
     """Indices of `per_class` random samples of every class: the few-label target sets."""
     labels, seed = inputs.labels(labels), inputs.seed(seed)
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+    if isinstance(per_class, bool) or not isinstance(per_class, numbers.Integral) or per_class < 1:
         raise ValueError(f"per_class must be a whole number, at least 1, got {per_class!r}.")
+    per_class = int(per_class)
     picked = []
     for c, idx in _class_indices(labels, torch.Generator().manual_seed(seed)).items():
         if len(idx) < per_class:
@@ -354,7 +379,7 @@ def long_tail(labels: torch.Tensor, imbalance_ratio: float, seed: int = 0) -> to
     (the convention of Cui et al. 2019). `imbalance_ratio` = largest class / smallest class.
     """
     labels, seed = inputs.labels(labels), inputs.seed(seed)
-    if isinstance(imbalance_ratio, bool) or not isinstance(imbalance_ratio, (int, float)) \
+    if isinstance(imbalance_ratio, bool) or not isinstance(imbalance_ratio, numbers.Real) \
             or not math.isfinite(imbalance_ratio) or imbalance_ratio < 1:
         raise ValueError(f"imbalance_ratio is largest/smallest class size and must be >= 1, got {imbalance_ratio!r}.")
     by_class = _class_indices(labels, torch.Generator().manual_seed(seed))
@@ -367,7 +392,7 @@ def long_tail(labels: torch.Tensor, imbalance_ratio: float, seed: int = 0) -> to
 def add_label_noise(labels: torch.Tensor, rate: float, num_classes: int, seed: int = 0) -> torch.Tensor:
     """Symmetric label noise: exactly round(rate * N) labels move to a uniformly random *other* class."""
     labels, seed = inputs.labels(labels), inputs.seed(seed)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate is the fraction of labels to corrupt and must be in [0, 1], got {rate}.")
     num_classes = inputs.integer(num_classes, "num_classes", 2)
     if num_classes < 2 or int(labels.max()) >= num_classes or int(labels.min()) < 0:
@@ -396,9 +421,9 @@ def corrupt(images: torch.Tensor, kind: str, severity: int = 3, seed: int = 0) -
     if kind not in CORRUPTIONS:
         raise ValueError(f"Unknown corruption {kind!r}; choose one of {CORRUPTIONS}.")
     images, seed = inputs.images(images), inputs.seed(seed)
-    if isinstance(severity, bool) or not isinstance(severity, int) or severity not in (1, 2, 3, 4, 5):
+    if isinstance(severity, bool) or not isinstance(severity, numbers.Integral) or severity not in (1, 2, 3, 4, 5):
         raise ValueError(f"severity must be an integer from 1 to 5, got {severity!r}.")
-    g, s = torch.Generator().manual_seed(seed), severity - 1
+    g, s = torch.Generator().manual_seed(seed), int(severity) - 1
     if kind == "gaussian_noise":
         sd = (0.08, 0.12, 0.18, 0.26, 0.38)[s]
         out = images + sd * torch.randn(images.shape, generator=g)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 
 import torch
 import torch.nn as nn
@@ -68,16 +69,22 @@ def is_shape_error(err: RuntimeError) -> bool:
 def input_mismatch(model: nn.Module, images: torch.Tensor, err: RuntimeError) -> ValueError:
     """Turn PyTorch's shape error deep inside a layer into one that says what to change."""
     shape, message = tuple(images.shape[1:]), str(err)
-    too_small = "too small" in message or "can't be greater than actual input" in message
-    if too_small and "channels" not in message:
-        return ValueError(f"Images of C x H x W = {shape} are too small for {type(model).__name__}: its pooling "
-                          f"shrinks them below one pixel ({err}). Upsample them first, e.g. "
-                          f"`F.interpolate(images, size=28, mode='bilinear')`, or use a shallower model.")
-    return ValueError(
-        f"{type(model).__name__} cannot take images of shape C x H x W = {shape}: {err}. "
-        f"Grayscale images into an RGB model: wrap it with models.AdaptInput(model, image_size) or pass "
-        f"images.expand(-1, 3, -1, -1). RGB images into a grayscale model: build it with "
-        f"in_channels={shape[0]} or pass images.mean(1, keepdim=True).")
+    channels = re.search(r"to have (\d+) channels, but got (\d+) channels", message)
+    if channels and channels.groups() == ("1", "3"):
+        fix = ("Colour images into a grey model: pass `images.mean(1, keepdim=True)` (resized to the model's size), "
+               "or build the model with in_channels=3.")
+    elif channels and channels.group(1) == "3":
+        fix = ("Grey images into a colour (e.g. ImageNet) model: wrap it with models.AdaptInput(model, image_size) "
+               "or pass images.expand(-1, 3, -1, -1); your own network: build it with in_channels=1.")
+    elif channels:
+        fix = f"Build the model with in_channels={shape[0]}, or convert the images to {channels.group(1)} channels."
+    elif "too small" in message or "can't be greater than actual input" in message:
+        fix = ("They are too small for its pooling, which shrinks them below one pixel. Upsample them first, "
+               "e.g. `F.interpolate(images, size=28, mode='bilinear')`, or use a shallower model.")
+    else:
+        fix = ("Check the image size the model expects; for an ImageNet model wrap it with "
+               "models.AdaptInput(model, image_size).")
+    return ValueError(f"{type(model).__name__} cannot take images of shape C x H x W = {shape}: {message} {fix}")
 
 
 # ----------------------------------------------------------------------------- inference

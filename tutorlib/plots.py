@@ -221,11 +221,16 @@ def headless() -> bool:
     return os.environ.get("TUTORLIB_HEADLESS", "") not in ("", "0")
 
 
+def _option_label(value) -> str:
+    return "none" if value is None else str(value)
+
+
 def explorer(draw, **controls):
     """An ipywidgets explorer around `draw(**values) -> Figure`, or its static figure when headless.
 
-    controls: name -> list of options (a dropdown each); the first option of each is the default,
-    drawn at once, and the figure is redrawn when you press "Run" (experiments take seconds).
+    controls: name -> list of options (a dropdown each); the first option of each is the default.
+    The default figure is drawn at once as an ordinary output, so it shows in any static rendering
+    (nbconvert, GitHub, nbviewer); pressing "Run" in JupyterLab replaces it (experiments take seconds).
     """
     defaults = {k: v[0] for k, v in controls.items()}
     if headless():
@@ -235,7 +240,13 @@ def explorer(draw, **controls):
         from IPython.display import display
     except ImportError:
         return draw(**defaults)
-    widgets = ipywidgets.interactive(lambda **values: display(draw(**values)),
-                                     {"manual": True, "manual_name": "Run"}, **controls)
-    widgets.update()  # draw the defaults straight away
-    return widgets
+    shown = display(draw(**defaults), display_id=True)  # None outside a kernel
+
+    def redraw(**values):
+        figure = draw(**values)
+        shown.update(figure) if shown is not None else display(figure)
+
+    options = {k: ipywidgets.Dropdown(options=[(_option_label(v), v) for v in values], value=values[0],
+                                      description=k, style={"description_width": "initial"})
+               for k, values in controls.items()}
+    return ipywidgets.interactive(redraw, {"manual": True, "manual_name": "Run"}, **options)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -139,7 +140,7 @@ def _check_options(lr, batch_size, optimizer, weight_decay, warmup_steps, schedu
         raise ValueError(f"Unknown optimizer {optimizer!r}; choose 'adamw' or 'sgd'.")
     if schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {schedule!r}; choose 'cosine' or 'constant'.")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number, lr > 0; got {lr!r}. Typical: 1e-3 (AdamW), 0.05 (SGD).")
     inputs.integer(batch_size, "batch_size", 1)
     inputs.real(weight_decay, "weight_decay", 0.0)
@@ -186,7 +187,7 @@ def checked_param_groups(model: nn.Module, param_groups: list[dict] | None, lr: 
                          f"surgery.discriminative_param_groups(model, lr) after freezing.")
     for g in groups:
         rate = g.get("lr", lr)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"Every parameter group needs a finite learning rate > 0; group "
                              f"{g.get('name', groups.index(g))!r} has lr={rate!r}.")
     return groups
@@ -288,34 +289,40 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, steps: int | 
                           batch_size=batch_size, loss_fn=loss_fn, progress=progress, device=device))
 
 
+def _epoch(model, tensors, opt, base_lrs, index_batches, total_steps: int, cfg: dict, history: History, bar) -> list[float]:
+    """One pass of `train_step` over `index_batches`, the schedule set before each step; every step is logged."""
+    losses = []
+    for index in index_batches:
+        threads.adapt()
+        factor = lr_factor(history.steps_run, total_steps, cfg["warmup_steps"], cfg["schedule"])
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * factor
+        loss, norm = train_step(model, [t[index] for t in tensors], opt, cfg["loss_fn"], cfg["clip_grad_norm"])
+        losses.append(loss)
+        history.step_loss.append(loss)
+        history.lr.append(opt.param_groups[-1]["lr"])
+        history.grad_norm.append(norm)
+        bar.update()
+    return losses
+
+
 def _loop(model, tensors, val, groups, total_steps, generator, cfg) -> History:
-    """Epochs of `train_step` until the step budget is spent, inside the guards."""
+    """Epochs until the step budget is spent, inside the guards."""
     opt = make_optimizer(groups, cfg["optimizer"], cfg["lr"], cfg["weight_decay"])
     base_lrs = [g["lr"] for g in opt.param_groups]
-    history, best, good_state, step, epoch = History(), _Best(), None, 0, 0
+    history, best, good_state, epoch = History(), _Best(), None, 0
     started = time.perf_counter()
     bar = tqdm(total=total_steps, desc="fit", disable=not cfg["progress"], leave=False)
     try:
-        while step < total_steps:
+        while history.steps_run < total_steps:
             good_state = copy.deepcopy(model.state_dict())  # restored if this epoch diverges
             train_mode(model)
-            losses = []
-            for index in batches(len(tensors[0]), cfg["batch_size"], generator)[:total_steps - step]:
-                threads.adapt()
-                for g, base in zip(opt.param_groups, base_lrs):
-                    g["lr"] = base * lr_factor(step, total_steps, cfg["warmup_steps"], cfg["schedule"])
-                try:
-                    loss, norm = train_step(model, [t[index] for t in tensors], opt, cfg["loss_fn"],
-                                            cfg["clip_grad_norm"])
-                except NonFiniteLoss as bad:
-                    raise _diverged(model, good_state, history, epoch, step, *bad.args,
-                                    opt.param_groups[-1]["lr"]) from None
-                step += 1
-                losses.append(loss)
-                history.step_loss.append(loss)
-                history.lr.append(opt.param_groups[-1]["lr"])
-                history.grad_norm.append(norm)
-                bar.update()
+            index_batches = batches(len(tensors[0]), cfg["batch_size"], generator)[:total_steps - history.steps_run]
+            try:
+                losses = _epoch(model, tensors, opt, base_lrs, index_batches, total_steps, cfg, history, bar)
+            except NonFiniteLoss as bad:
+                raise _diverged(model, good_state, history, epoch, history.steps_run, *bad.args,
+                                opt.param_groups[-1]["lr"]) from None
             _end_of_epoch(model, history, val, cfg["device"], started, losses)
             bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
                             **({"val_acc": f"{history.val_accuracy[-1]:.3f}"} if val is not None else {}))

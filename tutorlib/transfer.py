@@ -17,8 +17,10 @@ import copy
 import math
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import inputs
 from . import profile as profiles
@@ -91,6 +93,31 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
 def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:
     """Test accuracy on the target after `finetune`."""
     return evaluate(finetune(model, target_train, **kwargs), target_test)["accuracy"]
+
+
+def probe_comparison(photos: Dataset, train_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """Chapter 1's question on a learner's own photos: which features does a linear probe read best?
+
+    Raw pixels, the course CNN pretrained on Fashion-MNIST A (grey 28 x 28) and ImageNet
+    EfficientNet-Lite0 (colour, 64 x 64), each probed on the same stratified train/test split.
+    """
+    from .data import stratified_split
+    from .models import efficientnet_lite, load_checkpoint
+
+    images, labels = inputs.class_dataset(photos, "photos")
+    fraction = inputs.real(train_fraction, "train_fraction", 0.0, 1.0, low_open=True)
+    train_idx, test_idx = stratified_split(labels, (fraction, 1 - fraction), seed=seed)
+    grey28 = F.interpolate(images.mean(1, keepdim=True), size=(28, 28), mode="bilinear", antialias=True).clamp(0, 1)
+    sources = {"raw pixels (28 x 28 grey)": lambda: grey28.flatten(1),
+               "course CNN A_w16 (Fashion-MNIST A)": lambda: extract_features(load_checkpoint("A_w16"), grey28),
+               "EfficientNet-Lite0 (ImageNet, 64 px)": lambda: extract_features(
+                   efficientnet_lite("lite0", input_size=64), images)}
+    rows = []
+    for name, features in sources.items():
+        feats = features()
+        probe = linear_probe(feats[train_idx], labels[train_idx], seed=seed)
+        rows.append({"features": name, "probe accuracy": probe.score(feats[test_idx], labels[test_idx])})
+    return pd.DataFrame(rows).set_index("features")
 
 
 def pixels(data: Dataset) -> torch.Tensor:

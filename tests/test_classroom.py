@@ -1,0 +1,190 @@
+"""The classroom kit: student copies that show no answer, grading that agrees with nbgrader, README commands.
+
+The nbgrader round trip runs the real nbgrader on chapter 6 (generate, answer, autograde, read the
+gradebook) and then `python -m tutorlib.course grade` on the same submission: the two must agree.
+"""
+import ast
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tutorlib import course
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def expressions(source: str) -> set[str]:
+    """Every expression in a cell, normalised by the AST (so spacing and quotes do not matter)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.expr)}
+
+
+def answer_expressions(solution_source: str, answer_names: list[str]) -> set[str]:
+    """What a solution computes: the right-hand side of each assignment to an answer variable.
+
+    (Intermediate steps such as a table the lecture already shows are not secrets; the answer is.)
+    """
+    values = [node.value for node in ast.walk(ast.parse(solution_source)) if isinstance(node, ast.Assign)
+              and any(isinstance(t, ast.Name) and t.id in answer_names for t in node.targets)]
+    return {ast.unparse(v) for v in values if any(isinstance(n, (ast.Call, ast.Subscript)) for n in ast.walk(v))}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name[:2])
+def test_no_student_notebook_shows_a_solution_expression(path):
+    key = nbformat.read(path, as_version=4)
+    student = course.student_version(key)
+    shown = set().union(*(expressions(c.source) for c in student.cells if c.cell_type == "code"))
+    for number, (solution, check_cell) in enumerate(course.exercises(key), 1):
+        names = course.answer_names(key.cells[check_cell].source)
+        secret = answer_expressions(key.cells[solution].source, names)
+        assert secret, f"exercise {number}: the solution computes nothing the test can look for"
+        leaked = secret & shown
+        assert not leaked, f"{path.name} exercise {number}: the student copy shows {leaked}"
+        assert "HIDDEN TESTS" not in student.cells[check_cell].source
+
+
+def test_every_exercise_carries_nbgrader_markup():
+    ids = []
+    for path in CHAPTERS:
+        nb = nbformat.read(path, as_version=4)
+        for solution, check_cell in course.exercises(nb):
+            answer, checker = nb.cells[solution], nb.cells[check_cell]
+            assert answer.source.startswith("### BEGIN SOLUTION") and answer.source.rstrip().endswith("### END SOLUTION")
+            assert answer.metadata["nbgrader"]["solution"] and not answer.metadata["nbgrader"]["grade"]
+            assert checker.metadata["nbgrader"]["grade"] and checker.metadata["nbgrader"]["points"] == 1
+            ids += [answer.metadata["nbgrader"]["grade_id"], checker.metadata["nbgrader"]["grade_id"]]
+    assert len(ids) == len(set(ids)) == 42  # 21 exercises, unique grade ids
+
+
+def test_hidden_tests_are_cut_from_the_student_copy_and_restored_for_grading():
+    source = "def check_exercise_1(answer):\n    check.answered(answer)\n    ### BEGIN HIDDEN TESTS\n" \
+             "    assert answer == 42\n    ### END HIDDEN TESTS\n\ncheck_exercise_1(x)"
+    assert "42" not in course.without_hidden_tests(source)
+    assert course.without_hidden_tests(source).rstrip().endswith("check_exercise_1(x)")
+
+
+def _run(cmd: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"], "TUTORLIB_PROFILE": "quick"}
+    return subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _answer(nb, number: int, source: str) -> None:
+    cell = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")][number - 1]
+    cell.source = source
+
+
+@pytest.mark.slow
+def test_nbgrader_round_trip_agrees_with_course_grade(tmp_path):
+    chapter = ROOT / "notebooks" / "06_pretrained_vs_finetuned.ipynb"
+    (tmp_path / "source" / "ch06").mkdir(parents=True)
+    shutil.copy(chapter, tmp_path / "source" / "ch06" / chapter.name)
+    generated = _run(f"nbgrader generate_assignment ch06 --CourseDirectory.root={tmp_path} --force", tmp_path)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    released = nbformat.read(tmp_path / "release" / "ch06" / chapter.name, as_version=4)
+    assert "HIDDEN TESTS" not in "".join(c.source for c in released.cells)
+    key = nbformat.read(chapter, as_version=4)
+    right = key.cells[course.exercises(key)[0][0]].source  # exercise 1 answered as in the key
+    _answer(released, 1, right)
+    _answer(released, 3, "ft_rows = results[results.method == 'FT']\n"  # plausible but wrong: the *best* shift
+                         "worst_shift = max(SHIFTS, key=lambda k: ft_rows[f'OOD {k}'].mean())")
+    submitted = tmp_path / "submitted" / "alice" / "ch06"
+    submitted.mkdir(parents=True)
+    nbformat.write(released, submitted / chapter.name)
+    graded = _run(f"nbgrader autograde ch06 --CourseDirectory.root={tmp_path} --force --create", tmp_path)
+    assert graded.returncode == 0, graded.stderr[-2000:]
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
+        scores = [gradebook.find_grade(f"ch06_ex{n}_check", chapter.stem, "ch06", "alice").score for n in (1, 2, 3)]
+    assert scores == [1.0, 0.0, 0.0]
+    ours = course.grade(submitted / chapter.name, key=chapter)
+    assert [r["status"] for r in ours] == ["correct", "not yet", "not yet"], ours
+
+
+# ----------------------------------------------------------------------------- README commands, as written
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line]
+
+
+# Commands too long to run inside the test suite run with `make -n` (the recipe must exist and name a
+# command that parses); the test suite itself is `make test`, which CI runs as written.
+DRY_RUN = {"make course", "make test", "make bench", "make checkpoints", "make data", "make lab"}
+
+
+def test_the_readme_commands_are_the_ones_tested_here():
+    assert set(readme_commands()) == {
+        "make course", "make test", "make lab", "make student",
+        ".venv/bin/python -m tutorlib.course grade --profile quick submissions/*.ipynb",
+        ".venv/bin/python -m tutorlib.course student --out my-class",
+    }
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c.split()[0] == "make"])
+def test_readme_make_targets_exist(command):
+    result = _run(f"make -n {shlex.join(command.split()[1:])}", ROOT)
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+@pytest.fixture
+def scratch_in_repo():
+    """Folders the README's commands name (submissions/, my-class/), made in the repository root and removed after."""
+    made = [ROOT / "submissions", ROOT / "my-class"]
+    if any(p.exists() for p in made):
+        pytest.skip("submissions/ or my-class/ already exists in the repository root: not touching a user's files")
+    yield made
+    for p in made:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_readme_grading_command_runs_as_written(scratch_in_repo):
+    """A student copy of chapter 3 with one exercise answered: the README's grade command, character for character."""
+    chapter = ROOT / "notebooks" / "03_gradients.ipynb"
+    key = nbformat.read(chapter, as_version=4)
+    student = course.student_version(key)
+    stub_index = next(i for i, c in enumerate(student.cells) if course.is_answer_cell(c))
+    student.cells[stub_index].source = key.cells[course.exercises(key)[0][0]].source
+    scratch_in_repo[0].mkdir()
+    nbformat.write(student, scratch_in_repo[0] / chapter.name)
+    command = next(c for c in readme_commands() if " grade " in c)
+    result = _run(command, ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 of 3 exercises correct" in result.stdout, result.stdout
+    assert "exercise 1: correct" in result.stdout and "exercise 2: not yet" in result.stdout
+
+
+def test_readme_student_command_runs_as_written(scratch_in_repo):
+    command = next(c for c in readme_commands() if " student " in c)
+    result = _run(command, ROOT)
+    assert result.returncode == 0, result.stderr
+    assert len(list(scratch_in_repo[1].glob("*.ipynb"))) == 7
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    """The README's Python blocks, run as written (the photo example on a sample folder named my_photos)."""
+    from tutorlib import data
+
+    monkeypatch.chdir(tmp_path)
+    data.sample_photo_folder("my_photos", per_class=6)
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["history"].steps_run == 200
