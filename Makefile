@@ -26,7 +26,8 @@ unit: $(STAMP)  ## the unit tests alone (no notebooks, no whole-chapter runs): u
 	TUTORLIB_PROFILE=quick $(PY) -m pytest tests -m "not slow" -p no:cacheprovider
 
 lab: $(STAMP)  ## open the course in JupyterLab (outputs are stripped from what git sees)
-	-$(VENV)/bin/nbstripout --install --attributes .gitattributes 2>/dev/null
+	-$(VENV)/bin/nbstripout --install --attributes .gitattributes 2>/dev/null && \
+		git config filter.nbstripout.extrakeys metadata.language_info
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 data: $(STAMP)  ## rebuild data/fashion-mnist-small from the official IDX files
