@@ -93,6 +93,8 @@ ERROR_CASES = {
     "freeze with train_bn='no'": (lambda: surgery.freeze(tiny_cnn(), 1, train_bn="no"), TypeError, "True or False"),
     "train_only with a bare name": (lambda: surgery.train_only(tiny_cnn(), "head"), TypeError, "list of group names"),
     "layer_groups of a function": (lambda: surgery.layer_groups(len), TypeError, "nn.Module"),
+    "transplant with freeze='yes'": (lambda: surgery.transplant(tiny_cnn(), tiny_cnn(), 1, freeze="yes"),
+                                     TypeError, "True or False"),
     "prune a model without weights": (lambda: surgery.prune_magnitude(nn.ReLU(), 0.5), ValueError, "no Conv2d"),
     # analysis
     "gradient norms before backward": (lambda: analysis.gradient_norms(tiny_cnn()), ValueError, "backward()"),
@@ -137,6 +139,13 @@ def test_l2sp_against_a_snapshot_grows_as_the_weights_move():
     assert moved == pytest.approx(model.features.block1.conv.weight.numel() * 0.01, rel=1e-4)
 
 
+def test_verdict_numbers_accept_pandas_and_numpy(capsys):
+    import pandas as pd
+
+    check.expect(True, "tables print as values", s=pd.Series([1.0, 2.0]), a=np.array([1, 2]), x=np.float32(0.5))
+    assert "s={0: 1.0, 1: 2.0}, a=[1, 2], x=0.5" in capsys.readouterr().out
+
+
 def test_a_verdict_on_nan_fails():
     with pytest.raises(AssertionError, match="FAIL"):
         check.expect(torch.tensor(float("nan")), "a NaN is not a pass")
@@ -173,6 +182,7 @@ FIT_CASES = {
     "a loss without reduction": (dict(loss_fn=lambda z, y: F.cross_entropy(z, y, reduction="none")),
                                  ValueError, "reduction='mean'"),
     "an unknown device": (dict(device="tpu"), ValueError, "'cpu'"),
+    "a loss named by a string": (dict(loss_fn="mse"), TypeError, "leave it out"),
 }
 
 

@@ -21,16 +21,18 @@ from .profile import current
 
 def _plain(value: Any) -> Any:
     """Numbers as rounded floats, tensors and NumPy values as Python values, for printing and JSON."""
-    if isinstance(value, torch.Tensor):
+    if hasattr(value, "to_dict") and hasattr(value, "index"):  # a pandas Series or DataFrame
+        value = value.to_dict()
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # tensors and arrays of any size
         value = value.tolist()
-    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d tensors and NumPy scalars
         value = value.item()
     if isinstance(value, float):
         return round(value, 4)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {(k if isinstance(k, (str, int, float, bool)) else str(k)): _plain(v) for k, v in value.items()}
     return value
 
 

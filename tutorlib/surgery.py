@@ -230,6 +230,8 @@ def transplant(src: nn.Module, dst: nn.Module, n_groups: int | str, freeze: bool
         raise ValueError(f"src and dst have different layer groups: {[n for n, _ in src_groups]} vs "
                          f"{[n for n, _ in dst_groups]}. Transplant between models of one architecture.")
     n = _resolve_depth(dst_groups, n_groups)
+    if not isinstance(freeze, bool) or not isinstance(train_bn, bool):
+        raise TypeError(f"freeze and train_bn must be True or False, got {freeze!r} and {train_bn!r}.")
     for (name, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):  # check every group before copying any
         theirs, ours = s.state_dict(), d.state_dict()
         if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):

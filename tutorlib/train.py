@@ -271,6 +271,9 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, steps: int | 
     tensors = inputs.dataset(train, "train")
     val = inputs.class_dataset(val, "val") if val is not None else None
     loss_fn = loss_fn or F.cross_entropy
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function loss_fn(logits, labels, *extra) -> scalar tensor, got "
+                        f"{loss_fn!r}. For cross-entropy leave it out.")
     class_labels = loss_fn is F.cross_entropy or not tensors[1].is_floating_point()
     if loss_fn is F.cross_entropy:
         tensors = (tensors[0], inputs.labels(tensors[1], "train labels"), *tensors[2:])
