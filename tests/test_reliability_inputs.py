@@ -327,6 +327,17 @@ RAW_CASES = {
     "load_digits at 4 pixels": (lambda: data.load_digits(4), ValueError, "image_size"),
     "image folder at size 0": (lambda: data.load_image_folder(".", 0), ValueError, "image_size"),
     "$TUTORLIB_THREADS=two": (lambda: _threads_env("two"), ValueError, "whole number of threads"),
+    "a DataLoader instead of tensors": (
+        lambda: train.evaluate(tiny_cnn(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(IMAGES, LABELS))),
+        TypeError, "(images, labels) pair"),
+    "image grid with too few class names": (lambda: __import__("tutorlib").plots.image_grid(IMAGES[:4], LABELS[:4], ["a"]),
+                                            ValueError, "class_names"),
+    "an explorer control without options": (lambda: __import__("tutorlib").plots.explorer(lambda **k: None, depth=[]),
+                                            ValueError, "non-empty list"),
+    "show() of a number": (lambda: __import__("tutorlib").show(3), TypeError, "tutorlib.show(train.fit)"),
+    "load_halves of a profile name": (lambda: __import__("tutorlib").transfer.load_halves("quick"), TypeError,
+                                      "profile.current('quick')"),
+    "digits at an unknown size": (lambda: data.load_dataset("digits", "train", "huge"), ValueError, "'small', 'full'"),
 }
 
 

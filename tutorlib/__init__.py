@@ -33,7 +33,11 @@ __all__ = ["analysis", "check", "data", "evaluation", "inputs", "losses", "model
 
 def show(obj) -> None:
     """Print the source of any tutorlib helper (or any Python function), highlighted in notebooks."""
-    source = inspect.getsource(obj)
+    try:
+        source = inspect.getsource(obj)
+    except (TypeError, OSError) as err:
+        raise TypeError(f"show() prints the source of a function, class or module, e.g. "
+                        f"tutorlib.show(train.fit); got {obj!r}.") from err
     try:
         from IPython.display import Markdown, display
 

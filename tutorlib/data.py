@@ -184,6 +184,8 @@ def load_dataset(name: str, split: str = "train", size: str = "small") -> Datase
         raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}.")
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; choose one of {SPLITS}.")
+    if size not in SIZES:
+        raise ValueError(f"Unknown size {size!r}; choose one of {SIZES}.")
     if name == "fashion_mnist":
         return load_fashion_mnist(split, size)
     digits = load_digits()

@@ -197,6 +197,8 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor | None = None, class_n
     ncols = inputs.integer(ncols, "ncols", 1)
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+    if labels is not None and class_names is not None and len(class_names) <= int(max(labels)):
+        raise ValueError(f"class_names has {len(class_names)} names but the labels go up to {int(max(labels))}.")
     n = len(images)
     nrows = -(-n // ncols)
     fig = Figure(figsize=(1.2 * ncols, 1.35 * nrows), layout="constrained")
@@ -232,6 +234,9 @@ def explorer(draw, **controls):
     The default figure is drawn at once as an ordinary output, so it shows in any static rendering
     (nbconvert, GitHub, nbviewer); pressing "Run" in JupyterLab replaces it (experiments take seconds).
     """
+    empty = [k for k, v in controls.items() if not isinstance(v, (list, tuple)) or not v]
+    if empty:
+        raise ValueError(f"Each control needs a non-empty list of options (the first is the default); {empty} has none.")
     defaults = {k: v[0] for k, v in controls.items()}
     if headless():
         return draw(**defaults)

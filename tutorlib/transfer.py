@@ -43,6 +43,8 @@ class Halves:
 def load_halves(prof: profiles.Profile | None = None) -> Halves:
     """A and B at the size the run profile asks for (a stratified, fixed subset of each split)."""
     prof = prof or profiles.current()
+    if not isinstance(prof, profiles.Profile):
+        raise TypeError(f"load_halves takes a Profile such as profile.current('quick'), got {prof!r}.")
     train, test = load_fashion_mnist("train", prof.data_size), load_fashion_mnist("test", prof.data_size)
     train = take(train, few_shot(train[1], prof.train_per_class, seed=0))
     test = take(test, few_shot(test[1], prof.test_per_class, seed=0))
