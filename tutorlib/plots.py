@@ -171,7 +171,7 @@ def training_curves(histories: Mapping[str, object], *, title: str | None = None
     for ax, (xl, yl) in zip(axes, labels):
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
-    fig.legend(loc="outside right upper", frameon=False, fontsize="small")
+    fig.legend(loc="outside lower center", ncols=min(3, len(histories)), frameon=False, fontsize="small")  # long run names never squeeze the panels
     if title:
         fig.suptitle(title)
     return fig
