@@ -31,10 +31,10 @@ lab: $(STAMP)  ## open the course in JupyterLab (outputs are stripped from what 
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 data: $(STAMP)  ## rebuild data/fashion-mnist-small from the official IDX files
-	$(PY) -m tutorlib.bundle
+	$(PY) -m tutorlib.tools.bundle
 
 checkpoints: $(STAMP)  ## retrain the course checkpoints in data/checkpoints (deterministic)
-	$(PY) -m tutorlib.pretrain
+	$(PY) -m tutorlib.tools.checkpoints
 
 bench: $(STAMP)  ## run benchmarks/ and rewrite benchmarks/RESULTS.md
 	$(PY) benchmarks/run_all.py

@@ -36,8 +36,11 @@ def answer_expressions(solution_source: str, answer_names: list[str]) -> set[str
 
     (Intermediate steps such as a table the lecture already shows are not secrets; the answer is.)
     """
+    def names(target: ast.expr) -> set[str]:  # `answer = ...` and `answer, _ = ...` both assign `answer`
+        return {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+
     values = [node.value for node in ast.walk(ast.parse(solution_source)) if isinstance(node, ast.Assign)
-              and any(isinstance(t, ast.Name) and t.id in answer_names for t in node.targets)]
+              and any(names(t) & set(answer_names) for t in node.targets)]
     return {ast.unparse(v) for v in values if any(isinstance(n, (ast.Call, ast.Subscript)) for n in ast.walk(v))}
 
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tutorlib import data
+from tutorlib import data, manifest
 
 
 def write_fake_split(folder, split, n=20, seed=0):
@@ -46,9 +46,9 @@ def test_bundled_subset_is_stratified_and_in_range():
 def test_bundled_subset_hash_is_checked(tmp_path, monkeypatch):
     small = tmp_path / "fashion-mnist-small"
     shutil.copytree(data.SMALL_DIR, small)
-    shutil.copy(data.MANIFEST, tmp_path / "manifest.json")
+    shutil.copy(manifest.PATH, tmp_path / "manifest.json")
     monkeypatch.setattr(data, "SMALL_DIR", small)
-    monkeypatch.setattr(data, "MANIFEST", tmp_path / "manifest.json")
+    monkeypatch.setattr(manifest, "PATH", tmp_path / "manifest.json")
     assert len(data.load_fashion_mnist("test")[0]) == 5000
     target = small / "t10k-labels-idx1-ubyte.gz"
     raw = bytearray(target.read_bytes())

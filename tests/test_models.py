@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from tutorlib import data, models
+from tutorlib import data, manifest, models
 
 
 def test_small_cnn_shapes_and_groups():
@@ -61,9 +61,9 @@ def test_checkpoint_reaches_its_recorded_accuracy():
 def copied_checkpoints(tmp_path, monkeypatch):
     """A private copy of data/ so tests can damage files."""
     shutil.copytree(models.CHECKPOINT_DIR, tmp_path / "checkpoints")
-    shutil.copy(data.MANIFEST, tmp_path / "manifest.json")
-    monkeypatch.setattr(models, "DATA_DIR", tmp_path)
-    monkeypatch.setattr(models, "MANIFEST", tmp_path / "manifest.json")
+    shutil.copy(manifest.PATH, tmp_path / "manifest.json")
+    monkeypatch.setattr(manifest, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(manifest, "PATH", tmp_path / "manifest.json")
     return tmp_path
 
 

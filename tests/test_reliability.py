@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tutorlib import data, models, pretrain, profile, surgery, train
+from tutorlib import data, manifest, models, profile, surgery, train
+from tutorlib.tools import checkpoints
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tutorlib"
 
@@ -171,12 +172,12 @@ def checkpoint_copy(tmp_path, monkeypatch):
     """A private copy of one checkpoint and its manifest entry, for the tests to damage."""
     info = models.checkpoint_info("A_w8")
     (tmp_path / "checkpoints").mkdir()
-    shutil.copy(models.DATA_DIR / info["file"], tmp_path / info["file"])
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"checkpoints": {"A_w8": info}}))
-    monkeypatch.setattr(models, "DATA_DIR", tmp_path)
-    monkeypatch.setattr(models, "MANIFEST", manifest)
-    return tmp_path / info["file"], manifest, info
+    shutil.copy(manifest.DATA_DIR / info["file"], tmp_path / info["file"])
+    manifest_path = tmp_path / "manifest.json"
+    manifest_path.write_text(json.dumps({"checkpoints": {"A_w8": info}}))
+    monkeypatch.setattr(manifest, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(manifest, "PATH", manifest_path)
+    return tmp_path / info["file"], manifest_path, info
 
 
 def test_a_private_checkpoint_copy_loads(checkpoint_copy):
@@ -217,17 +218,17 @@ def test_altered_checkpoint_gives_both_hashes(checkpoint_copy):
 
 
 def test_checkpoint_of_another_architecture(checkpoint_copy):
-    _, manifest, info = checkpoint_copy
+    _, manifest_path, info = checkpoint_copy
     info = {**info, "architecture": {**info["architecture"], "width": 16}}
-    manifest.write_text(json.dumps({"checkpoints": {"A_w8": info}}))
+    manifest_path.write_text(json.dumps({"checkpoints": {"A_w8": info}}))
     with pytest.raises(ValueError, match="(?s)does not fit the architecture.*make checkpoints"):
         models.load_checkpoint("A_w8")
 
 
 def test_checkpoint_of_an_unknown_architecture(checkpoint_copy):
-    _, manifest, info = checkpoint_copy
+    _, manifest_path, info = checkpoint_copy
     info = {**info, "architecture": {**info["architecture"], "name": "resnet_tiny"}}
-    manifest.write_text(json.dumps({"checkpoints": {"A_w8": info}}))
+    manifest_path.write_text(json.dumps({"checkpoints": {"A_w8": info}}))
     with pytest.raises(ValueError, match=r"'resnet_tiny'.*known: \['small_cnn'\]"):
         models.load_checkpoint("A_w8")
 
@@ -364,13 +365,13 @@ def saved_checkpoint(recipe: dict, path: Path) -> str:
 
     torch.save writes the file's name into the archive, so files compare only under the same name.
     """
-    model, _ = pretrain.train_checkpoint(recipe, progress=False)
-    torch.save(pretrain.portable_state(model), path)
+    model, _ = checkpoints.train_checkpoint(recipe, progress=False)
+    torch.save(checkpoints.portable_state(model), path)
     return data.sha256(path)
 
 
 def test_pretraining_twice_gives_the_same_bytes(tmp_path):
-    recipe = dict(pretrain.RECIPES["A_w8"], width=4, epochs=1)  # the real recipe path, made tiny
+    recipe = dict(checkpoints.RECIPES["A_w8"], width=4, epochs=1)  # the real recipe path, made tiny
     (tmp_path / "1").mkdir(), (tmp_path / "2").mkdir()
     assert saved_checkpoint(recipe, tmp_path / "1" / "tiny.pt") == saved_checkpoint(recipe, tmp_path / "2" / "tiny.pt")
 
@@ -378,10 +379,10 @@ def test_pretraining_twice_gives_the_same_bytes(tmp_path):
 def test_retraining_a_shipped_checkpoint_reproduces_it(tmp_path):
     """Its accuracy everywhere; its exact weights only on the torch, thread count and CPU that made it."""
     info = models.checkpoint_info("A_w8")
-    model, metrics = pretrain.train_checkpoint(pretrain.RECIPES["A_w8"], progress=False)
+    model, metrics = checkpoints.train_checkpoint(checkpoints.RECIPES["A_w8"], progress=False)
     assert metrics["test_accuracy"] == pytest.approx(info["metrics"]["test_accuracy"], abs=0.02)
     made_here = (info["torch"], info["threads"], info.get("cpu")) == \
-        (torch.__version__, torch.get_num_threads(), pretrain.machine_kind())
+        (torch.__version__, torch.get_num_threads(), checkpoints.machine_kind())
     if made_here:
         shipped = models.load_checkpoint("A_w8").state_dict()
         assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())

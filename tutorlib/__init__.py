@@ -13,22 +13,28 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.analysis`  CKA, gradient norms, LogME, FLOPs, latency, per-class accuracy
 * `tutorlib.plots`     the course's figures
 * `tutorlib.check`     verdict cells (`expect`) and exercise self-checks
-* `tutorlib.profile`   run profiles (quick / standard / full) and the one seed helper
-* `tutorlib.transfer`  the A -> B transfer protocol the chapters share (pretrain, probe, fine-tune)
+* `tutorlib.profile`   run profiles (quick / standard / full), and their seeds ($TUTORLIB_SEEDS)
+* `tutorlib.seeds`     `seed_everything`, the one seed helper
+* `tutorlib.pretext`   self-supervised pretext tasks (RotNet's rotations)
+* `tutorlib.transfer`  the A -> B protocol the chapters share: set-up, targets, pretrain, probe, fine-tune
+* `tutorlib.manifest`  data/manifest.json: every bundled file and checkpoint with its sha256
+
+Maintainer and teacher tools (bundle, checkpoints, the course build and grading) are in
+`tutorlib.tools`; the notebooks never import them.
 """
 from __future__ import annotations
 
 import inspect
 
-from . import (analysis, check, data, evaluation, inputs, losses, models, plots, profile, surgery, threads,
-               train, transfer)
-from .profile import seed_everything
+from . import (analysis, check, data, evaluation, inputs, losses, manifest, models, plots, pretext, profile, seeds,
+               surgery, threads, train, transfer)
+from .seeds import seed_everything
 
 threads.adapt()  # the first CPU sample; later calls (in fit and predict) compare against it
 
 __version__ = "0.1.0"
-__all__ = ["analysis", "check", "data", "evaluation", "inputs", "losses", "models", "plots", "profile", "surgery",
-           "threads", "train", "transfer", "seed_everything", "show"]
+__all__ = ["analysis", "check", "data", "evaluation", "inputs", "losses", "manifest", "models", "plots", "pretext",
+           "profile", "seeds", "surgery", "threads", "train", "transfer", "seed_everything", "show"]
 
 
 def show(obj) -> None:

@@ -4,16 +4,26 @@
 with the same line, so a failing verdict says what was measured. ``report`` records a finding that
 is *not* asserted (it did not reproduce at this scale) so the write-up can still list it.
 ``paper=`` names the published result a verdict is set against; the write-up puts the two side by side.
+
+Findings are stated with two helpers so that every chapter asserts them the same way (COURSE.md 5a):
+``paired(better, worse, claim, min_effect=...)`` compares two measured arms seed by seed, and
+``rank_agreement(scores, truth, claim, min_tau=...)`` compares two rankings and states how often
+chance would agree as well. Both fail on a NaN (a diverged run), and tests/test_check.py feeds them
+null data (equal arms, swapped arms, one NaN seed) to show that they can fail.
 With ``$TUTORLIB_RESULTS`` set to a file path, every verdict is appended to it as a JSON line with
 the claim, the numbers, the paper, the profile and its seeds.
 """
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import statistics
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from .profile import current
@@ -79,6 +89,83 @@ def report(claim: str, paper: str | None = None, **numbers: Any) -> None:
     numbers = _plain(numbers)
     _record("REPORTED", claim, numbers, paper)
     print(f"NOT ASSERTED {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
+
+
+def _per_seed(values: Any, name: str) -> pd.Series:
+    """One number per seed, as a float Series indexed by seed (from a Series or a dict)."""
+    if isinstance(values, pd.DataFrame) or not isinstance(values, (pd.Series, dict)):
+        raise TypeError(f"{name} must give one number per seed: a pandas Series indexed by seed or a dict "
+                        f"{{seed: value}}, got {type(values).__name__}. E.g. table.pivot(index='seed', ...)['arm'].")
+    return pd.Series(values, dtype=float)
+
+
+def paired(better: Any, worse: Any, claim: str, *, min_effect: float, paper: str | None = None,
+           **numbers: Any) -> pd.Series:
+    """Assert that arm `better` beats arm `worse` by more than `min_effect` on every seed; return the gaps.
+
+    The arms are paired by seed (same target subset, same steps). A NaN in either arm (a diverged run)
+    is a failure, not a dropped seed. For "lower is better" quantities, pass the arms the other way round.
+    """
+    a, b = _per_seed(better, "better"), _per_seed(worse, "worse")
+    if sorted(a.index) != sorted(b.index):
+        raise ValueError(f"The two arms must cover the same seeds, got {sorted(a.index)} and {sorted(b.index)}.")
+    if len(a) < 2:
+        raise ValueError(f"A paired comparison needs at least two seeds, got {len(a)}.")
+    if not isinstance(min_effect, (int, float)) or not math.isfinite(min_effect):
+        raise ValueError(f"min_effect must be a finite number (the smallest gap that counts), got {min_effect!r}.")
+    gaps = (a - b.loc[a.index]).sort_index()
+    holds = bool(a.notna().all() and b.notna().all() and (gaps > min_effect).all())
+    expect(holds, f"{claim} [gap > {min_effect:g} on every seed]", paper=paper,
+           better=a.sort_index().tolist(), worse=b.sort_index().tolist(), gap_per_seed=gaps.tolist(),
+           smallest_gap=gaps.min(skipna=False), **numbers)
+    return gaps
+
+
+def kendall_tau(x, y) -> float:
+    """Kendall's tau-b between two score lists (ties allowed): +1 same order, -1 reversed, about 0 unrelated."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    i, j = np.triu_indices(len(x), 1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    denominator = math.sqrt(float((dx != 0).sum()) * float((dy != 0).sum()))
+    return float((dx * dy).sum() / denominator) if denominator else float("nan")
+
+
+def chance_of_tau(scores, min_tau: float, samples: int = 20_000) -> float:
+    """How often a random ranking reaches tau >= min_tau against `scores` (exact up to 8 items)."""
+    x = np.asarray(scores, dtype=float)
+    i, j = np.triu_indices(len(x), 1)
+    dx = np.sign(x[i] - x[j])
+    if len(x) <= 8:
+        orders = np.array(list(itertools.permutations(range(len(x)))), dtype=float)
+    else:
+        rng = np.random.default_rng(0)
+        orders = np.argsort(rng.random((samples, len(x))), axis=1).astype(float)
+    dy = np.sign(orders[:, i] - orders[:, j])
+    taus = (dy @ dx) / math.sqrt(float((dx != 0).sum()) * len(i))
+    return float((taus >= min_tau - 1e-12).mean())
+
+
+def rank_agreement(scores: Any, truth: Any, claim: str, *, min_tau: float, max_chance: float = 0.05,
+                   paper: str | None = None, **numbers: Any) -> float:
+    """Assert that two rankings of the same items agree (Kendall tau >= min_tau) where chance rarely does.
+
+    A threshold that a random ranking would reach more often than `max_chance` is refused: with so few
+    items, agreement could not be told from luck. The chance rate is printed with the verdict.
+    """
+    s, t = _per_seed(scores, "scores"), _per_seed(truth, "truth")
+    if sorted(s.index) != sorted(t.index):
+        raise ValueError(f"Both rankings must name the same items, got {sorted(s.index)} and {sorted(t.index)}.")
+    if len(s) < 3:
+        raise ValueError(f"A rank agreement needs at least three items, got {len(s)}.")
+    chance = chance_of_tau(t.loc[s.index], min_tau)
+    if chance > max_chance:
+        raise ValueError(f"With {len(s)} items a random ranking reaches tau >= {min_tau} {100 * chance:.0f}% of "
+                         f"the time (more than {100 * max_chance:.0f}%): no verdict could fail. Compare more "
+                         f"items or raise min_tau, or report it with check.report instead.")
+    tau = kendall_tau(s, t.loc[s.index]) if s.notna().all() and t.notna().all() else float("nan")
+    expect(tau >= min_tau, f"{claim} [Kendall tau >= {min_tau:g}; chance reaches it {100 * chance:.1f}% of the time]",
+           paper=paper, kendall_tau=tau, chance_rate=chance, items=len(s), **numbers)
+    return tau
 
 
 def mean_sd(values) -> str:

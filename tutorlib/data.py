@@ -7,8 +7,6 @@ experiment's data fits in memory and batching is plain tensor slicing.
 from __future__ import annotations
 
 import gzip
-import hashlib
-import json
 import math
 import numbers
 import os
@@ -20,12 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import inputs
+from . import inputs, manifest
 from .inputs import Dataset
+from .manifest import DATA_DIR, sha256  # noqa: F401  (sha256 kept as data.sha256)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SMALL_DIR = DATA_DIR / "fashion-mnist-small"
-MANIFEST = DATA_DIR / "manifest.json"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CACHE_DIR = Path.home() / ".cache" / "tutorlib"
 
@@ -71,15 +68,6 @@ def write_idx(array: np.ndarray, path: str | Path) -> None:
         f.write(header + array.tobytes())
 
 
-def sha256(path: str | Path) -> str:
-    """The sha256 of a file, to check bundled data and checkpoints against their manifests."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def to_dataset(images: np.ndarray, labels: np.ndarray) -> Dataset:
     """uint8 ``N x H x W`` (or ``N x H x W x C``) images and labels -> the course's tensor pair."""
     x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255.0)
@@ -88,7 +76,7 @@ def to_dataset(images: np.ndarray, labels: np.ndarray) -> Dataset:
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
-def _find_idx_files(folder: Path, split: str) -> tuple[Path, Path] | None:
+def find_idx_files(folder: Path, split: str) -> tuple[Path, Path] | None:
     """The image and label files of `split` in `folder` (plain or .gz, flat or torchvision layout)."""
     prefix = IDX_PREFIX[split]
     for sub in (folder, folder / "FashionMNIST" / "raw", folder / "fashion-mnist"):
@@ -119,15 +107,16 @@ def _download_full(split: str) -> tuple[Path, Path]:
             f"failed ({err}). Offline fix: `apt-get install dataset-fashion-mnist`, or put the four "
             f"official IDX files in a folder and set TUTORLIB_DATA to it. Or use size='small'."
         ) from err
-    return _find_idx_files(CACHE_DIR, split)
+    return find_idx_files(CACHE_DIR, split)
 
 
 def _verified_small_files(split: str) -> tuple[Path, Path]:
     """The bundled subset's files, after checking their sha256 against data/manifest.json."""
-    if not MANIFEST.exists():
-        raise FileNotFoundError(f"{MANIFEST} is missing. Rebuild the bundled data with `make data`.")
-    entries = json.loads(MANIFEST.read_text())["fashion_mnist_small"]["files"]
-    paths = _find_idx_files(SMALL_DIR, split)
+    entries = manifest.section("fashion_mnist_small").get("files")
+    if not entries:
+        raise FileNotFoundError(f"{manifest.PATH} lists no bundled data. Restore it with "
+                                f"`git checkout -- data/` or rebuild the bundled data with `make data`.")
+    paths = find_idx_files(SMALL_DIR, split)
     if paths is None:
         raise FileNotFoundError(f"The bundled {split!r} files are missing from {SMALL_DIR}. Run `make data`.")
     for path in paths:
@@ -153,7 +142,7 @@ def load_fashion_mnist(split: str = "train", size: str = "small") -> Dataset:
     if size == "small":
         images_path, labels_path = _verified_small_files(split)
     else:
-        found = next((p for f in full_data_folders() if (p := _find_idx_files(f, split))), None)
+        found = next((p for f in full_data_folders() if (p := find_idx_files(f, split))), None)
         images_path, labels_path = found or _download_full(split)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if len(images) != len(labels):

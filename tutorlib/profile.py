@@ -1,21 +1,20 @@
-"""Run profiles and the one seed helper.
+"""Run profiles: how big a chapter's experiments are, and on which seeds.
 
 Every chapter reads its sizes from `current()` so that the same notebook runs in two minutes
 under the tests (`quick`), in a few minutes for a learner (`standard`), or on all the data (`full`).
-Set the profile with the environment variable ``TUTORLIB_PROFILE``.
+Set the profile with the environment variable ``TUTORLIB_PROFILE``, and run any profile on other
+seeds with ``TUTORLIB_SEEDS=20,21,22`` (how `make confirm` checks the verdicts on unseen seeds).
 """
 from __future__ import annotations
 
 import os
-import random
-from dataclasses import dataclass
-
-import numpy as np
-import torch
+from dataclasses import dataclass, replace
 
 from . import inputs
+from .seeds import seed_everything  # noqa: F401  (also reachable as profile.seed_everything)
 
 ENV_VAR = "TUTORLIB_PROFILE"
+SEEDS_VAR = "TUTORLIB_SEEDS"
 
 
 @dataclass(frozen=True)
@@ -44,24 +43,28 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def seeds_from_env(default: tuple[int, ...]) -> tuple[int, ...]:
+    """The seeds named in $TUTORLIB_SEEDS ("20,21,22"), else `default`."""
+    text = os.environ.get(SEEDS_VAR, "").strip()
+    if not text:
+        return default
+    try:
+        seeds = tuple(inputs.seed(int(part)) for part in text.split(","))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{SEEDS_VAR}={text!r} is not a comma-separated list of seeds such as "
+                         f"`{SEEDS_VAR}=20,21,22` ({err}).") from None
+    if len(set(seeds)) != len(seeds) or len(seeds) < 2:
+        raise ValueError(f"{SEEDS_VAR}={text!r}: give at least two different seeds, e.g. `{SEEDS_VAR}=20,21,22`.")
+    return seeds
+
+
 def current(name: str | None = None) -> Profile:
-    """The active profile: `name` if given, else $TUTORLIB_PROFILE, else `standard`."""
+    """The active profile: `name` if given, else $TUTORLIB_PROFILE, else `standard`; seeds from $TUTORLIB_SEEDS."""
     name = name or os.environ.get(ENV_VAR) or "standard"
     if name not in PROFILES:
         raise ValueError(
             f"Unknown profile {name!r} (from {ENV_VAR} or the argument). "
             f"Choose one of {sorted(PROFILES)}, e.g. `export {ENV_VAR}=quick`."
         )
-    return PROFILES[name]
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch at once; return a torch.Generator seeded the same way.
-
-    The course's one seed helper: call it at the top of every experiment so reruns match.
-    """
-    seed = inputs.seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+    profile = PROFILES[name]
+    return replace(profile, seeds=seeds_from_env(profile.seeds))

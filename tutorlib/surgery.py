@@ -174,10 +174,8 @@ def train_only(model: nn.Module, groups: list[str], train_bn: bool = False) -> n
 
 
 def _head_owner(model: nn.Module) -> nn.Module:
-    """The module that owns the classifier (unwraps the `AdaptInput` wrapper)."""
-    from .models import AdaptInput
-
-    return _head_owner(model.model) if isinstance(model, AdaptInput) else model
+    """The module that owns the classifier: wrappers such as `models.AdaptInput` say so by `unwrap()`."""
+    return _head_owner(model.unwrap()) if callable(getattr(model, "unwrap", None)) else model
 
 
 def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Module:

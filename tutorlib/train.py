@@ -72,6 +72,13 @@ class History:
     def steps_run(self) -> int:
         return len(self.step_loss)
 
+    def latest(self) -> dict[str, str]:
+        """The last epoch's numbers, for the progress bar."""
+        shown = {"loss": f"{self.train_loss[-1]:.3f}"}
+        if self.val_accuracy:
+            shown["val_acc"] = f"{self.val_accuracy[-1]:.3f}"
+        return shown
+
     def to_frame(self) -> pd.DataFrame:
         """Per-epoch table (train loss, val loss, val accuracy)."""
         cols = {"train_loss": self.train_loss, "val_loss": self.val_loss, "val_accuracy": self.val_accuracy}
@@ -309,6 +316,14 @@ def _epoch(model, tensors, opt, base_lrs, index_batches, total_steps: int, cfg: 
     return losses
 
 
+def _interrupted(model: nn.Module, history: History, best: _Best) -> None:
+    """Ctrl-C: keep the history so far and the best weights seen, and say so."""
+    history.stopped_reason = "interrupted"
+    print(f"Interrupted after {history.epochs_run} epochs; returning the history so far"
+          + (f" with the best weights (epoch {history.best_epoch})." if best.state else "."))
+    _restore(model, best.state)
+
+
 def _loop(model, tensors, val, groups, total_steps, generator, cfg) -> History:
     """Epochs until the step budget is spent, inside the guards."""
     opt = make_optimizer(groups, cfg["optimizer"], cfg["lr"], cfg["weight_decay"])
@@ -327,8 +342,7 @@ def _loop(model, tensors, val, groups, total_steps, generator, cfg) -> History:
                 raise _diverged(model, good_state, history, epoch, history.steps_run, *bad.args,
                                 opt.param_groups[-1]["lr"]) from None
             _end_of_epoch(model, history, val, cfg["device"], started, losses)
-            bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
-                            **({"val_acc": f"{history.val_accuracy[-1]:.3f}"} if val is not None else {}))
+            bar.set_postfix(history.latest())
             if val is not None and best.update(model, history, epoch, cfg["early_stopping"]):
                 history.stopped_reason = "early_stopping"
                 break
@@ -336,10 +350,7 @@ def _loop(model, tensors, val, groups, total_steps, generator, cfg) -> History:
         else:
             history.stopped_reason = "completed"
     except KeyboardInterrupt:
-        history.stopped_reason = "interrupted"
-        print(f"Interrupted after {history.epochs_run} epochs; returning the history so far"
-              + (f" with the best weights (epoch {history.best_epoch})." if best.state else "."))
-        _restore(model, best.state)
+        _interrupted(model, history, best)
     except TrainingDiverged:
         raise
     except Exception as err:  # a crash in a hook or a loss: keep the weights and history the learner has

@@ -14,8 +14,8 @@ Two pitfalls from the course's pilot runs are built in:
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -26,8 +26,9 @@ from . import inputs
 from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
 from .models import small_cnn
+from .seeds import seed_everything
 from .surgery import freeze, replace_head
-from .train import evaluate, extract_features, fit, linear_probe
+from .train import History, evaluate, extract_features, fit, linear_probe
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Halves:
     a_test: Dataset
     b_train: Dataset
     b_test: Dataset
+
+    def target(self, per_class: int, seed: int) -> Dataset:
+        """The few-shot target of a run: `per_class` labelled images of each B class, drawn by `seed`."""
+        return take(self.b_train, few_shot(self.b_train[1], per_class, seed=seed))
 
 
 def load_halves(prof: profiles.Profile | None = None) -> Halves:
@@ -52,20 +57,44 @@ def load_halves(prof: profiles.Profile | None = None) -> Halves:
                   select_classes(train, HALF_B), select_classes(test, HALF_B))
 
 
-def epochs_for_steps(n_images: int, batch_size: int, steps: int) -> int:
-    """How many epochs give about `steps` optimisation steps on `n_images` (at least one)."""
-    for name, value in dict(n_images=n_images, batch_size=batch_size, steps=steps).items():
-        inputs.integer(value, name, 1)
-    return max(1, round(steps / math.ceil(n_images / batch_size)))
+@dataclass
+class Chapter:
+    """What every chapter starts from: the run profile, its seeds, the A/B halves and a clock."""
+
+    profile: profiles.Profile
+    seeds: tuple[int, ...]
+    halves: Halves | None
+    started: float = field(default_factory=time.perf_counter)
+
+    def finish(self) -> float:
+        """Print and return how long the chapter ran (COURSE.md sets a budget per profile)."""
+        seconds = time.perf_counter() - self.started
+        print(f"Chapter ran in {seconds:.0f} s (profile {self.profile.name}, seeds {list(self.seeds)}).")
+        return seconds
+
+
+def setup(halves: bool = True) -> Chapter:
+    """One call at the top of a chapter: read the profile (and $TUTORLIB_SEEDS), load A and B, start the clock."""
+    prof = profiles.current()
+    chapter = Chapter(prof, prof.seeds, load_halves(prof) if halves else None)
+    sizes = (f", A train={len(chapter.halves.a_train[1])}, B train pool={len(chapter.halves.b_train[1])}, "
+             f"B test={len(chapter.halves.b_test[1])}") if halves else ""
+    print(f"profile={prof.name}, seeds={prof.seeds}{sizes}")
+    return chapter
+
+
+def fresh_cnn(width: int = 16, depth: int = 4, num_classes: int = 5, seed: int = 0) -> nn.Module:
+    """A randomly initialised course CNN whose weights depend on `seed` alone (the scratch baseline)."""
+    seed_everything(seed)
+    return small_cnn(width, depth, num_classes)
 
 
 def pretrain(source: Dataset, *, steps: int, width: int = 16, depth: int = 4, lr: float = 3e-3,
              batch_size: int = 128, weight_decay: float = 5e-4, seed: int = 0) -> nn.Module:
     """Train a fresh course CNN on `source` for a fixed number of steps (any number of classes)."""
-    torch.manual_seed(seed)
-    model = small_cnn(width, depth, num_classes=int(source[1].max()) + 1)
-    fit(model, source, epochs=epochs_for_steps(len(source[1]), batch_size, steps), lr=lr,
-        batch_size=batch_size, weight_decay=weight_decay, seed=seed, progress=False)
+    model = fresh_cnn(width, depth, int(inputs.class_dataset(source, "source")[1].max()) + 1, seed)
+    fit(model, source, steps=steps, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed,
+        progress=False)
     return model.eval()
 
 
@@ -77,24 +106,32 @@ def probe_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset
     return probe.score(feats, target_test[1])
 
 
-def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float = 1e-3,
-             batch_size: int = 32, frozen_groups: int = 0, seed: int = 0, **fit_kwargs) -> nn.Module:
-    """A copy of `model` with a new head for the target, trained for a fixed number of steps.
+def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float = 1e-3, batch_size: int = 32,
+             seed: int = 0, new_head: bool = True, frozen_groups: int = 0, train_bn: bool = False,
+             in_place: bool = False, **fit_kwargs) -> tuple[nn.Module, History]:
+    """Fine-tune for a fixed number of steps; return the tuned model (in eval mode) and its History.
 
-    frozen_groups: how many layer groups (from the input) stay frozen; 0 = full fine-tuning.
+    new_head: replace the classifier by a fresh one for the target's classes (False keeps it, e.g. after
+    `surgery.transplant`). frozen_groups: layer groups (from the input) frozen first; 0 = full
+    fine-tuning; train_bn: let their BatchNorm layers adapt (`surgery.freeze`). in_place: train `model` itself (needed when `param_groups` name its parameters);
+    by default a copy is trained, so one pretrained model can start many runs.
+    Any other keyword goes to `train.fit` (val, param_groups, loss_fn, optimizer, clip_grad_norm, ...).
     """
-    torch.manual_seed(seed)
-    tuned = replace_head(copy.deepcopy(model), int(target_train[1].max()) + 1)
+    inputs.module(model)
+    tuned = model if in_place else copy.deepcopy(model)
+    seed_everything(seed)  # the new head's initial weights depend on the seed alone
+    if new_head:
+        replace_head(tuned, int(inputs.class_dataset(target_train, "target_train")[1].max()) + 1)
     if frozen_groups:
-        freeze(tuned, frozen_groups)
-    fit(tuned, target_train, epochs=epochs_for_steps(len(target_train[1]), batch_size, steps), lr=lr,
-        batch_size=batch_size, seed=seed, progress=False, **fit_kwargs)
-    return tuned.eval()
+        freeze(tuned, frozen_groups, train_bn=train_bn)
+    history = fit(tuned, target_train, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=False,
+                  **fit_kwargs)
+    return tuned.eval(), history
 
 
 def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:
-    """Test accuracy on the target after `finetune`."""
-    return evaluate(finetune(model, target_train, **kwargs), target_test)["accuracy"]
+    """Test accuracy on the target after `finetune` (of a copy: `model` is left as it was)."""
+    return evaluate(finetune(model, target_train, **kwargs)[0], target_test)["accuracy"]
 
 
 def probe_comparison(photos: Dataset, train_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Build the bundled Fashion-MNIST subset in data/ from the official IDX files (`make data`).
 
-    python -m tutorlib.bundle [--source FOLDER] [--train-per-class 1500] [--test-per-class 500]
+    python -m tutorlib.tools.bundle [--source FOLDER] [--train-per-class 1500] [--test-per-class 500]
 
 The subset is stratified (equal images per class), drawn with a fixed seed from the official
 train and test splits, and written as gzipped IDX files with their sha256 in data/manifest.json.
@@ -9,20 +9,19 @@ Run twice, it writes byte-identical files.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import (CLASS_NAMES, DATA_DIR, DEBIAN_DIR, MANIFEST, SMALL_DIR, _find_idx_files, few_shot,
-                   read_idx, sha256, write_idx)
+from .. import manifest
+from ..data import CLASS_NAMES, DEBIAN_DIR, SMALL_DIR, few_shot, find_idx_files, read_idx, write_idx
 
 LICENCE = """Fashion-MNIST subset bundled with this course.
 
 Source: Fashion-MNIST by Zalando SE, https://github.com/zalandoresearch/fashion-mnist
 (Xiao, Rasul, Vollgraf 2017, arXiv:1708.07747), official IDX files as packaged by Debian
-(dataset-fashion-mnist). The subset in fashion-mnist-small/ was drawn by `python -m tutorlib.bundle`.
+(dataset-fashion-mnist). The subset in fashion-mnist-small/ was drawn by `python -m tutorlib.tools.bundle`.
 
 The MIT License (MIT)
 Copyright (c) 2017 Zalando SE, https://tech.zalando.com
@@ -49,7 +48,7 @@ def build(source: Path, out: Path, per_class: dict[str, int], seed: int = 0) -> 
     out.mkdir(parents=True, exist_ok=True)
     files, counts = {}, {}
     for split, n in per_class.items():
-        paths = _find_idx_files(source, split)
+        paths = find_idx_files(source, split)
         if paths is None:
             raise FileNotFoundError(f"No official {split!r} IDX files in {source}. "
                                     f"Install them with `apt-get install dataset-fashion-mnist`.")
@@ -58,11 +57,11 @@ def build(source: Path, out: Path, per_class: dict[str, int], seed: int = 0) -> 
         for kind, array in (("images", images[keep]), ("labels", labels[keep])):
             name = f"{paths[0].name.split('-')[0]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz"
             write_idx(array, out / name)
-            files[name] = {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size,
+            files[name] = {"sha256": manifest.sha256(out / name), "bytes": (out / name).stat().st_size,
                            "source": paths[0 if kind == "images" else 1].name}
         counts[split] = {CLASS_NAMES[c]: int((labels[keep] == c).sum()) for c in range(10)}
     return {"description": "Stratified subset of Fashion-MNIST (official train and test splits)",
-            "folder": str(out.relative_to(DATA_DIR)), "seed": seed, "per_class": per_class,
+            "folder": str(out.relative_to(manifest.DATA_DIR)), "seed": seed, "per_class": per_class,
             "per_class_counts": counts, "files": files, "licence": "MIT (Zalando SE), see LICENSE-fashion-mnist.txt",
             "source": "Fashion-MNIST, Xiao et al. 2017, via Debian package dataset-fashion-mnist"}
 
@@ -74,12 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-per-class", type=int, default=500)
     args = parser.parse_args(argv)
     entry = build(args.source, SMALL_DIR, {"train": args.train_per_class, "test": args.test_per_class})
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-    manifest["fashion_mnist_small"] = entry
-    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
-    (DATA_DIR / "LICENSE-fashion-mnist.txt").write_text(LICENCE)
+    manifest.record("fashion_mnist_small", entry)
+    (manifest.DATA_DIR / "LICENSE-fashion-mnist.txt").write_text(LICENCE)
     total = sum(f["bytes"] for f in entry["files"].values())
-    print(f"Wrote {len(entry['files'])} files ({total / 1e6:.1f} MB) to {SMALL_DIR} and updated {MANIFEST}.")
+    print(f"Wrote {len(entry['files'])} files ({total / 1e6:.1f} MB) to {SMALL_DIR} and updated {manifest.PATH}.")
 
 
 if __name__ == "__main__":

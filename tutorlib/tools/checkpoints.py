@@ -1,8 +1,8 @@
 """Train the course checkpoints that chapters share (`make checkpoints`).
 
-    python -m tutorlib.pretrain            # all of them
-    python -m tutorlib.pretrain A_w16      # just one
-    python -m tutorlib.pretrain --list
+    python -m tutorlib.tools.checkpoints            # all of them
+    python -m tutorlib.tools.checkpoints A_w16      # just one
+    python -m tutorlib.tools.checkpoints --list
 
 Each recipe is a plain dict, written into data/manifest.json beside the file's sha256 and the
 measured accuracy, so a checkpoint says exactly how it was made. Seeds are fixed: on the same
@@ -11,20 +11,19 @@ torch version and thread count a rerun gives the same file, byte for byte.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .data import DATA_DIR, HALF_A, HALF_B, MANIFEST, load_fashion_mnist, select_classes, sha256
-from .models import CHECKPOINT_DIR, small_cnn
-from . import threads
-from .profile import seed_everything
-from .train import evaluate, fit
+from .. import manifest, threads
+from ..data import HALF_A, HALF_B, load_fashion_mnist, select_classes
+from ..models import CHECKPOINT_DIR, small_cnn
+from ..pretext import RotationPretext, rotation_loss, rotations
+from ..seeds import seed_everything
+from ..train import evaluate, fit
 
 HALVES = {"A": HALF_A, "B": HALF_B}
 
@@ -40,32 +39,6 @@ RECIPES: dict[str, dict] = {
 }
 COMMON = dict(batch_size=128, optimizer="adamw", schedule="cosine", seed=0,
               data="bundled Fashion-MNIST subset, 1,500 train / 500 test images per class")
-
-
-# ----------------------------------------------------------------------------- rotation pretext
-def rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """All four rotations (0, 90, 180, 270 degrees) of every image, and which rotation each is."""
-    rotated = torch.cat([torch.rot90(images, k, dims=(2, 3)) for k in range(4)])
-    return rotated, torch.arange(4).repeat_interleave(len(images))
-
-
-class RotationPretext(nn.Module):
-    """Gidaris et al. 2018 (RotNet): predict the rotation; every batch holds all four of each image."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone(rotations(images)[0])
-
-    def layer_groups(self):
-        return self.backbone.layer_groups()
-
-
-def rotation_loss(logits: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against the rotation index; the class labels are ignored (self-supervised)."""
-    return F.cross_entropy(logits, torch.arange(4).repeat_interleave(len(logits) // 4))
 
 
 # ----------------------------------------------------------------------------- training
@@ -106,12 +79,10 @@ def save_checkpoint(name: str, model: nn.Module, recipe: dict, metrics: dict) ->
     path = CHECKPOINT_DIR / f"{name}.pt"
     torch.save(portable_state(model), path)
     arch = {"name": "small_cnn", **{k: model.config[k] for k in ("width", "depth", "num_classes", "in_channels")}}
-    entry = {"file": str(path.relative_to(DATA_DIR)), "sha256": sha256(path), "bytes": path.stat().st_size,
+    entry = {"file": str(path.relative_to(manifest.DATA_DIR)), "sha256": manifest.sha256(path), "bytes": path.stat().st_size,
              "architecture": arch, "recipe": {**recipe, **COMMON}, "metrics": metrics,
              "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": machine_kind()}
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
-    manifest.setdefault("checkpoints", {})[name] = entry
-    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest.record("checkpoints", entry, key=name)
     return entry
 
 

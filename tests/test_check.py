@@ -1,0 +1,100 @@
+"""Verdict cells (`check.expect` / `check.report`) and exercise self-checks."""
+import json
+
+import pytest
+import torch
+
+from tutorlib import check, profile
+
+
+def test_expect_passes_prints_and_records(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TUTORLIB_RESULTS", str(tmp_path / "r.jsonl"))
+    check.expect(0.9 > 0.8, "pretrained beats scratch", pretrained=0.9, scratch=torch.tensor(0.8))
+    assert "PASS pretrained beats scratch: pretrained=0.9, scratch=0.8" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="FAIL gap is positive: gap=-0.0123"):
+        check.expect(False, "gap is positive", gap=-0.01234)
+    check.report("OOD gain", lp_ft=0.33, ft=0.36)
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["PASS", "FAIL", "REPORTED"]
+
+
+def test_mean_sd_and_exercise():
+    assert check.mean_sd([0.8, 0.9, 1.0]) == "0.900 ± 0.100 (n=3)"
+    check.exercise(True, "well done", "hint")
+    with pytest.raises(AssertionError, match="Not yet: look again"):
+        check.exercise(False, "well done", "look again")
+
+
+def test_verdict_records_carry_paper_profile_and_seeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORLIB_RESULTS", str(tmp_path / "r.jsonl"))
+    check.expect(True, "x beats y", paper="Someone et al. 2020: +2 points", gap=0.01)
+    record = json.loads((tmp_path / "r.jsonl").read_text())
+    assert record["paper"] == "Someone et al. 2020: +2 points"
+    assert record["profile"] == "quick" and record["seeds"] == list(profile.current().seeds)
+
+
+# ----------------------------------------------------------------------------- the verdict helpers can fail
+ARM = {0: 0.80, 1: 0.75, 2: 0.78}
+BETTER = {seed: value + 0.05 for seed, value in ARM.items()}
+
+
+def test_paired_passes_a_real_effect_and_returns_the_gaps(capsys):
+    gaps = check.paired(BETTER, ARM, "B beats A", min_effect=0.02)
+    assert gaps.round(6).tolist() == [0.05, 0.05, 0.05]
+    assert "gap > 0.02 on every seed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("better, worse, why", [
+    (ARM, ARM, "equal arms"),
+    (ARM, BETTER, "swapped arms"),
+    ({**BETTER, 1: float("nan")}, ARM, "one NaN seed in the better arm"),
+    (BETTER, {**ARM, 2: float("nan")}, "one NaN seed in the worse arm"),
+    ({**BETTER, 1: ARM[1] + 0.01}, ARM, "one seed below the minimum effect"),
+])
+def test_paired_fails_on_null_data(better, worse, why):
+    with pytest.raises(AssertionError, match="FAIL"):
+        check.paired(better, worse, why, min_effect=0.02)
+
+
+def test_paired_refuses_mismatched_or_too_few_seeds():
+    with pytest.raises(ValueError, match="same seeds"):
+        check.paired({0: 1.0, 1: 1.0}, {0: 0.0, 2: 0.0}, "x", min_effect=0.0)
+    with pytest.raises(ValueError, match="two seeds"):
+        check.paired({0: 1.0}, {0: 0.0}, "x", min_effect=0.0)
+    with pytest.raises(ValueError, match="min_effect"):
+        check.paired(BETTER, ARM, "x", min_effect=float("nan"))
+    with pytest.raises(TypeError, match="one number per seed"):
+        check.paired([0.9, 0.8], [0.1, 0.2], "x", min_effect=0.0)
+
+
+def test_kendall_tau_and_its_chance_rate():
+    assert check.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert check.kendall_tau([1, 2, 3, 4], [40, 30, 20, 10]) == -1.0
+    assert check.chance_of_tau([1, 2, 3, 4, 5], 1.0) == pytest.approx(1 / 120)
+    assert check.chance_of_tau([1, 2, 3, 4, 5], 0.8) == pytest.approx(5 / 120)  # at most one swapped pair
+    assert check.chance_of_tau(list(range(9)), -1.0) == 1.0
+    assert 0.0 < check.chance_of_tau(list(range(9)), 0.5) < 0.05  # Monte Carlo above 8 items
+
+
+SCORES = {f"m{i}": float(i) for i in range(7)}
+
+
+def test_rank_agreement_passes_a_matching_ranking():
+    truth = {k: 2 * v + 1 for k, v in SCORES.items()}
+    assert check.rank_agreement(SCORES, truth, "scores rank like truth", min_tau=0.6) == 1.0
+
+
+@pytest.mark.parametrize("truth, why", [
+    ({k: -v for k, v in SCORES.items()}, "reversed ranking"),
+    ({k: v for k, v in zip(SCORES, [3.0, 0.0, 6.0, 1.0, 5.0, 2.0, 4.0])}, "unrelated ranking"),
+    ({**SCORES, "m3": float("nan")}, "one NaN item"),
+])
+def test_rank_agreement_fails_on_null_data(truth, why):
+    with pytest.raises(AssertionError, match="FAIL"):
+        check.rank_agreement(SCORES, truth, why, min_tau=0.6)
+
+
+def test_rank_agreement_refuses_a_threshold_chance_passes_often():
+    five = {f"m{i}": float(i) for i in range(5)}
+    with pytest.raises(ValueError, match="random ranking reaches"):
+        check.rank_agreement(five, five, "too few items", min_tau=0.0)

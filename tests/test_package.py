@@ -1,0 +1,44 @@
+"""The package surface (COURSE.md's contract) and the notebooks' committed state."""
+import json
+import pathlib
+
+
+import tutorlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_public_api_names():
+    contract = {
+        "data": ["load_fashion_mnist", "load_digits", "load_image_folder", "stratified_split", "select_classes",
+                 "few_shot", "long_tail", "add_label_noise", "corrupt"],
+        "models": ["small_cnn", "efficientnet_lite", "load_checkpoint", "list_checkpoints"],
+        "surgery": ["replace_head", "layer_groups", "freeze", "unfreeze", "discriminative_param_groups",
+                    "transplant", "prune_magnitude"],
+        "train": ["fit", "evaluate", "linear_probe", "extract_features", "distillation_loss", "l2sp_penalty",
+                  "History", "TrainingDiverged"],
+        "analysis": ["linear_cka", "gradient_norms", "logme", "count_flops", "latency", "per_class_accuracy"],
+        "check": ["expect"],
+        "profile": ["current", "seed_everything"],
+    }
+    for module, names in contract.items():
+        for name in names:
+            assert callable(getattr(getattr(tutorlib, module), name)), f"tutorlib.{module}.{name}"
+    assert issubclass(tutorlib.train.TrainingDiverged, RuntimeError)
+
+
+def test_notebooks_are_committed_without_outputs():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs") and cell.get("execution_count") is None, path.name
+
+
+def test_every_chapter_sets_some_verdicts_against_a_paper():
+    import nbformat
+
+    for path in NOTEBOOK_PATHS:
+        sources = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert sources.count("paper=") >= 3, f"{path.name}: fewer than 3 verdicts name their anchor paper"

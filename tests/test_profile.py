@@ -1,0 +1,45 @@
+"""Run profiles and the one seed helper."""
+import pytest
+import torch
+
+from tutorlib import profile
+
+
+def test_profiles(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+    assert profile.current().name == "quick"
+    assert profile.current("full").data_size == "full"
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quik")
+    with pytest.raises(ValueError, match="quick"):
+        profile.current()
+    assert profile.PROFILES["quick"].epochs(5) == 2 and profile.PROFILES["quick"].epochs(1) == 1
+
+
+def test_seed_everything_repeats():
+    g1 = profile.seed_everything(3)
+    a = (torch.rand(3), torch.rand(2, generator=g1))
+    g2 = profile.seed_everything(3)
+    b = (torch.rand(3), torch.rand(2, generator=g2))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_seeds_from_the_environment_replace_the_profiles(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_SEEDS", "20, 21,22")
+    assert profile.current("quick").seeds == (20, 21, 22)
+    assert profile.current("standard").seeds == (20, 21, 22)
+    assert profile.PROFILES["quick"].seeds == (0, 1, 2)  # the table itself is not changed
+    monkeypatch.delenv("TUTORLIB_SEEDS")
+    assert profile.current("quick").seeds == (0, 1, 2)
+
+
+@pytest.mark.parametrize("text", ["a,b", "1.5,2", "-1,2", "3", "4,4", "1,,2"])
+def test_bad_seed_lists_name_the_variable_and_an_example(monkeypatch, text):
+    monkeypatch.setenv("TUTORLIB_SEEDS", text)
+    with pytest.raises(ValueError, match=r"TUTORLIB_SEEDS.*TUTORLIB_SEEDS=20,21,22"):
+        profile.current("quick")
+
+
+def test_seed_everything_lives_in_seeds_and_is_reexported():
+    from tutorlib import seeds
+
+    assert profile.seed_everything is seeds.seed_everything is __import__("tutorlib").seed_everything

@@ -1,0 +1,42 @@
+"""data/manifest.json: what the repository bundles (data files, checkpoints), each with its sha256.
+
+The one module that reads or writes the manifest. `data` and `models` check files against it before
+they load anything; the maintainer tools (`tutorlib.tools`) record what they build in it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+PATH = DATA_DIR / "manifest.json"
+
+
+def sha256(path: str | Path) -> str:
+    """The sha256 of a file, to check bundled data and checkpoints against the manifest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read() -> dict:
+    """The whole manifest ({} when there is none yet)."""
+    return json.loads(PATH.read_text()) if PATH.exists() else {}
+
+
+def section(name: str) -> dict:
+    """One section of the manifest, e.g. "checkpoints" or "fashion_mnist_small" ({} when absent)."""
+    return read().get(name, {})
+
+
+def record(section_name: str, entry: dict, key: str | None = None) -> None:
+    """Write `entry` as a whole section, or as `key` inside it, keeping everything else."""
+    manifest = read()
+    if key is None:
+        manifest[section_name] = entry
+    else:
+        manifest.setdefault(section_name, {})[key] = entry
+    PATH.write_text(json.dumps(manifest, indent=2) + "\n")

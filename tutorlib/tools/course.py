@@ -1,0 +1,353 @@
+"""Build the reproducible write-up, and the students' exercise notebooks.
+
+    python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build]
+    python -m tutorlib.course student [--out build/student]
+    python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick]
+
+`build` executes every chapter in a fresh kernel: executed notebooks go to build/notebooks/, HTML
+pages and index.html to build/course/, each chapter's `check.expect`/`check.report` verdicts (collected
+through $TUTORLIB_RESULTS) to build/results/<chapter>.jsonl, and runtimes and peak memory to
+build/course/run.json. A chapter that fails is marked failed in the index, with its error; the
+others still build.
+
+`student` copies the notebooks with every cell tagged `solution` replaced by a stub that raises
+NotImplementedError with a hint, and with the hidden tests (``### BEGIN HIDDEN TESTS`` ...) cut out of
+the self-check cells, so no student copy shows an answer. `grade` puts the answer key's self-checks
+(hidden tests included) back into a submission, runs it top to bottom (errors do not stop it) and
+reports, per exercise, whether its self-check printed "Correct".
+
+The exercises carry nbgrader's markup too (``### BEGIN SOLUTION`` regions, cell metadata with a
+grade_id and points, hidden tests), so `nbgrader generate_assignment` / `autograde` work on the same
+notebooks and agree with `student` / `grade` (tests/test_nbgrader.py runs the real nbgrader).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import html
+import json
+import os
+import platform
+import re
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from ..profile import ENV_VAR, current
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+BUILD = ROOT / "build"
+
+
+class PeakMemory:
+    """Poll the resident memory of this process's children (the notebook kernel) in a thread."""
+
+    def __init__(self, interval: float = 0.25):
+        import psutil
+
+        self.me, self.interval, self.peak_bytes = psutil.Process(), interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            total = 0
+            for child in self.me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except Exception:  # the kernel exited between listing and reading it
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str | None, float]:
+    """Run one notebook top to bottom in a fresh kernel; return (executed notebook, error or None, peak MiB)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    results.unlink(missing_ok=True)
+    # The kernel's environment: where verdicts go, and explorers draw static figures (nobody can click).
+    env = {**os.environ, "TUTORLIB_RESULTS": str(results), "TUTORLIB_HEADLESS": "1"}
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    error = None
+    with PeakMemory() as memory:
+        try:
+            client.execute(env=env)
+        except CellExecutionError as err:
+            error = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[-1]  # no terminal colours
+        except Exception as err:  # kernel died, timeout ...
+            error = f"{type(err).__name__}: {err}"
+    return nb, error, memory.peak_bytes / 2**20
+
+
+def read_verdicts(results: Path) -> list[dict]:
+    return [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+
+
+def render_html(nb, out: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    out.write_text(body, encoding="utf-8")
+
+
+def _numbers(verdict: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in verdict["numbers"].items())
+
+
+def _verdict_rows(verdicts: list[dict]) -> str:
+    rows = []
+    for v in verdicts:
+        numbers = _numbers(v)
+        rows.append(f"<tr><td class='{v['status'].lower()}'>{v['status']}</td><td>{html.escape(v['claim'])}</td>"
+                    f"<td><code>{html.escape(numbers)}</code></td></tr>")
+    return "\n".join(rows) or "<tr><td colspan=3>no verdicts recorded</td></tr>"
+
+
+def _paper_rows(chapters: list[dict]) -> str:
+    """Our measured numbers beside the published ones, for every verdict that names its paper."""
+    rows = []
+    for ch in chapters:
+        for v in ch["verdicts"]:
+            if v.get("paper"):
+                numbers = _numbers(v)
+                rows.append(f"<tr><td>{ch['name'][:2]}</td>"
+                            f"<td>{html.escape(v['paper'])}</td><td>{html.escape(v['claim'])}<br>"
+                            f"<code>{html.escape(numbers)}</code></td>"
+                            f"<td class='{v['status'].lower()}'>{v['status']}</td></tr>")
+    return "\n".join(rows) or "<tr><td colspan=4>no verdict names a paper</td></tr>"
+
+
+def write_index(chapters: list[dict], profile: str, seconds: float, out_dir: Path) -> Path:
+    """index.html: chapters, their verdicts with numbers, the papers' numbers beside ours, and how it ran."""
+    sections = []
+    for ch in chapters:
+        status = "<b class='fail'>failed</b>: " + html.escape(ch["error"]) if ch["error"] else "ran"
+        seeds = sorted({s for v in ch["verdicts"] for s in v.get("seeds", [])})
+        sections.append(f"<h3><a href='{ch['name']}.html'>{ch['name']}</a></h3>"
+                        f"<p>{status} in {ch['seconds']:.0f} s, peak memory {ch['peak_mib']:.0f} MiB, "
+                        f"seeds {seeds or 'n/a'}</p>"
+                        f"<table><tr><th>status</th><th>claim</th><th>measured</th></tr>"
+                        f"{_verdict_rows(ch['verdicts'])}</table>")
+    counts = {k: sum(v["status"] == k for ch in chapters for v in ch["verdicts"]) for k in ("PASS", "FAIL", "REPORTED")}
+    failed = sum(1 for ch in chapters if ch["error"])
+    meta = (f"profile <b>{profile}</b>, total runtime {seconds / 60:.1f} min, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, Python {platform.python_version()}, "
+            f"built {datetime.datetime.now().isoformat(timespec='minutes')}. "
+            f"{len(chapters) - failed} of {len(chapters)} chapters ran; {counts['PASS']} verdicts passed, "
+            f"{counts['FAIL']} failed, {counts['REPORTED']} findings reported without assertion.")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pretrained CNNs, tested</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}}
+table{{border-collapse:collapse;width:100%;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px;text-align:left;vertical-align:top}}
+code{{font-size:85%}}.pass{{color:#1a7f37}}.fail{{color:#cf222e}}.reported{{color:#9a6700}}</style>
+</head><body><h1>Pretrained CNNs, tested: the write-up</h1><p>{meta}</p>
+<p>PASS: asserted and held on every seed. REPORTED: measured and shown, not asserted (it did not reproduce,
+or not on every seed). FAIL: an assertion that did not hold in this run.</p>
+<h2>Our numbers beside the papers'</h2>
+<table><tr><th>ch.</th><th>the paper measured</th><th>we measured (this run)</th><th>status</th></tr>
+{_paper_rows(chapters)}</table>
+<h2>Chapters</h2>{''.join(sections)}</body></html>"""
+    out = out_dir / "course" / "index.html"
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def build(only: list[str] | None = None, out_dir: Path = BUILD) -> int:
+    """Execute the chapters, render them, write the index; return the number of failed chapters."""
+    import nbformat
+
+    profile = current().name
+    out_dir = out_dir.resolve()  # kernels run in notebooks/: a relative path would point elsewhere
+    for sub in ("notebooks", "course", "results"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    paths = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if not only or p.name[:2] in only]
+    chapters, started = [], time.perf_counter()
+    for i, path in enumerate(paths, 1):
+        t0 = time.perf_counter()
+        print(f"[{i}/{len(paths)}] {path.name} ({profile}) ...", end=" ", flush=True)
+        results = out_dir / "results" / f"{path.stem}.jsonl"
+        nb, error, peak_mib = execute(path, results)
+        nbformat.write(nb, out_dir / "notebooks" / path.name)
+        render_html(nb, out_dir / "course" / f"{path.stem}.html")
+        seconds = time.perf_counter() - t0
+        chapters.append({"name": path.stem, "error": error, "seconds": seconds, "peak_mib": peak_mib,
+                         "verdicts": read_verdicts(results)})
+        print(f"{'FAILED' if error else 'ok'} in {seconds:.0f} s, peak {peak_mib:.0f} MiB"
+              + (f": {error}" if error else ""))
+    total = time.perf_counter() - started
+    index = write_index(chapters, profile, total, out_dir)
+    run = {"profile": profile, "seconds": round(total, 1), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "date": datetime.datetime.now().isoformat(timespec="minutes"),
+           "chapters": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in ch.items() if k != "verdicts"}
+                        for ch in chapters]}
+    (out_dir / "course" / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    print(f"Wrote {index} ({len(chapters)} chapters, {total / 60:.1f} min in all).")
+    return sum(1 for c in chapters if c["error"])
+
+
+# ----------------------------------------------------------------------------- student versions
+def answer_names(check_source: str) -> list[str]:
+    """The variables a self-check grades: the arguments of its last call, `check_exercise_1(answer)`."""
+    calls = [n for n in ast.parse(check_source).body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    if not calls:
+        raise ValueError(f"A self-check cell must end with a call such as check_exercise_1(answer):\n{check_source}")
+    return [ast.unparse(arg) for arg in calls[-1].value.args]
+
+
+def exercise_hint(check_source: str) -> str | None:
+    """The hint a self-check gives a wrong answer (the third argument of `check.exercise`), if it is plain text."""
+    for node in ast.walk(ast.parse(check_source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "exercise" and len(node.args) >= 3:
+            hint = node.args[2]
+            return hint.value if isinstance(hint, ast.Constant) and isinstance(hint.value, str) else None
+    return None
+
+
+def exercise_stub(check_source: str, number: int) -> str:
+    """What a student sees instead of the solution: what to set, the hint, and a NotImplementedError."""
+    names = answer_names(check_source)
+    hint = exercise_hint(check_source)
+    lines = [f"# Exercise {number}: your code here. It must set {', '.join(names)}."]
+    lines += [f"# Hint: {hint}"] if hint else []
+    lines += [f"{name} = None" for name in names]
+    lines.append(f'raise NotImplementedError("Exercise {number}: replace this stub with your solution, '
+                 f'then run the self-check below.")')
+    return "\n".join(lines)
+
+
+HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.M | re.S)
+
+
+def without_hidden_tests(source: str) -> str:
+    """A self-check as the student sees it: the hidden region (the exact expected value) removed."""
+    return HIDDEN_TESTS.sub("", source)
+
+
+def is_answer_cell(cell) -> bool:
+    """A cell where the student writes code: tagged solution/exercise, or nbgrader's solution flag."""
+    return bool({"solution", "exercise"} & set(cell.metadata.get("tags", []))) or \
+        cell.metadata.get("nbgrader", {}).get("solution", False)
+
+
+def exercises(nb) -> list[tuple[int, int]]:
+    """(solution cell index, self-check cell index) for every cell tagged `solution`."""
+    pairs = []
+    for i, cell in enumerate(nb.cells):
+        if "solution" in cell.metadata.get("tags", []):
+            check_cell = next((j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code"), None)
+            if check_cell is None:
+                raise ValueError(f"Solution cell {i} has no self-check cell after it.")
+            pairs.append((i, check_cell))
+    return pairs
+
+
+def student_version(nb):
+    """A copy of `nb` with solutions replaced by stubs and all outputs cleared."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for number, (solution, check_cell) in enumerate(exercises(nb), 1):
+        cell = nb.cells[solution]
+        cell.source = exercise_stub(nb.cells[check_cell].source, number)
+        cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != "solution"] + ["exercise"]
+        nb.cells[check_cell].source = without_hidden_tests(nb.cells[check_cell].source)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def write_student_versions(out_dir: Path = BUILD / "student") -> list[Path]:
+    import nbformat
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        nb = student_version(nbformat.read(path, as_version=4))
+        nbformat.write(nb, out_dir / path.name)
+        written.append(out_dir / path.name)
+        print(f"{out_dir / path.name}: {len([c for c in nb.cells if 'exercise' in c.metadata.get('tags', [])])} exercises")
+    return written
+
+
+def restore_checks(nb, key) -> None:
+    """Put the answer key's self-checks (hidden tests included) into a submission, as nbgrader's autograde does."""
+    key_checks = [key.cells[c] for _, c in exercises(key)]
+    answers = [i for i, c in enumerate(nb.cells) if is_answer_cell(c)]
+    if len(answers) != len(key_checks):
+        raise ValueError(f"The submission has {len(answers)} exercises but the answer key has {len(key_checks)}: "
+                         f"grade it against its own chapter (--key).")
+    for i, key_check in zip(answers, key_checks):
+        check_cell = next(j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
+        nb.cells[check_cell].source = key_check.source
+
+
+def grade(path: Path, timeout: int = 1800, key: Path | None = None) -> list[dict]:
+    """Run a submitted notebook to the end and read each exercise's self-check: correct, not yet, or not run.
+
+    key: the answer-key notebook (default: the chapter of the same name in notebooks/); its self-checks,
+    hidden tests included, replace the submission's before it runs. Without one, the visible checks grade.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    key = key or (NOTEBOOKS / Path(path).name)
+    if key.exists():
+        restore_checks(nb, nbformat.read(key, as_version=4))
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute(env={**os.environ, "TUTORLIB_HEADLESS": "1"})
+    rows = []
+    answer_cells = [i for i, c in enumerate(nb.cells) if is_answer_cell(c)]
+    for number, i in enumerate(answer_cells, 1):
+        check_cell = next(j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
+        outputs = nb.cells[check_cell].get("outputs", [])
+        error = next((o for o in outputs if o.output_type == "error"), None)
+        text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+        status = "correct" if "Correct:" in text and error is None else "not yet" if error else "not run"
+        detail = f"{error.ename}: {error.evalue}" if error else text.strip()
+        rows.append({"exercise": number, "status": status, "detail": detail[:200]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build the course write-up, or the students' notebooks.")
+    parser.add_argument("command", choices=["build", "student", "grade"])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="grade: the submitted notebooks")
+    parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
+    parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
+    parser.add_argument("--out", type=Path, help="output folder (default: build/, or build/student/)")
+    parser.add_argument("--key", type=Path, help="grade: the answer key (default: notebooks/<same name>)")
+    args = parser.parse_intermixed_args(argv)  # options may come before or after the notebooks
+    if args.command == "student":
+        write_student_versions(args.out or BUILD / "student")
+        return
+    if args.profile:
+        os.environ[ENV_VAR] = current(args.profile).name
+    if args.command == "grade":
+        for path in args.notebooks:
+            rows = grade(path, key=args.key)
+            print(f"{path}: {sum(r['status'] == 'correct' for r in rows)} of {len(rows)} exercises correct")
+            for r in rows:
+                print(f"  exercise {r['exercise']}: {r['status']:8s} {r['detail']}")
+        return
+    raise SystemExit(1 if build(args.only, args.out or BUILD) else 0)
+
+
+if __name__ == "__main__":
+    main()
