@@ -5,7 +5,9 @@ PY      := $(VENV)/bin/python
 PROFILE ?= standard
 STAMP   := $(VENV)/.installed
 
-.PHONY: course student test unit lab data checkpoints bench clean
+CONFIRM_SEEDS ?= 20,21,22
+
+.PHONY: course student test unit confirm lab data checkpoints bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +26,9 @@ test: $(STAMP)  ## unit tests + every notebook executed by nbval in the quick pr
 
 unit: $(STAMP)  ## the unit tests alone (no notebooks, no whole-chapter runs): under a minute
 	TUTORLIB_PROFILE=quick $(PY) -m pytest tests -m "not slow" -p no:cacheprovider
+
+confirm: $(STAMP)  ## every verdict on a second seed set (quick profile, CONFIRM_SEEDS=20,21,22): which held
+	TUTORLIB_PROFILE=quick TUTORLIB_SEEDS=$(CONFIRM_SEEDS) $(PY) -m tutorlib.course build --keep-going --out build/confirm
 
 lab: $(STAMP)  ## open the course in JupyterLab (outputs are stripped from what git sees)
 	-$(VENV)/bin/nbstripout --install --attributes .gitattributes 2>/dev/null && \

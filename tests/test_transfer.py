@@ -88,3 +88,15 @@ def test_pretrain_is_deterministic_and_sizes_the_head_from_the_labels(halves):
     b = transfer.pretrain(source, steps=3, width=4, seed=1)
     assert a.head.out_features == 3
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_probe_head_is_the_converged_probe_on_the_unchanged_body(halves):
+    from tutorlib import evaluation
+
+    model = transfer.pretrain(halves.a_train, steps=20, width=4, seed=0)
+    target = halves.target(10, seed=0)
+    lp = transfer.probe_head(model, target)
+    assert torch.equal(lp.features.block1.conv.weight, model.features.block1.conv.weight)
+    assert lp.head.out_features == 5 and model.head.out_features == 5 and lp.head is not model.head
+    expected = transfer.probe_accuracy(model, target, halves.b_test)
+    assert evaluation.evaluate(lp, halves.b_test)["accuracy"] == pytest.approx(expected, abs=1e-3)

@@ -27,7 +27,7 @@ from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
 from .models import small_cnn
 from .seeds import seed_everything
-from .surgery import freeze, replace_head
+from .surgery import freeze, layer_groups, replace_head
 from .train import History, evaluate, extract_features, fit, linear_probe
 
 
@@ -127,6 +127,22 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
     history = fit(tuned, target_train, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=False,
                   **fit_kwargs)
     return tuned.eval(), history
+
+
+def probe_head(model: nn.Module, target_train: Dataset, seed: int = 0) -> nn.Module:
+    """A copy of `model` whose classifier is a linear probe fit to convergence on its frozen features (LP).
+
+    The fair "train only the last layer" arm (a fresh head trained for a few steps is judged before it
+    has converged), and the first stage of LP-FT (Kumar et al. 2022).
+    """
+    images, labels = inputs.class_dataset(target_train, "target_train")
+    probe = linear_probe(extract_features(inputs.module(model), images), labels, seed=seed)
+    tuned = replace_head(copy.deepcopy(model), int(labels.max()) + 1)
+    head = layer_groups(tuned)[-1][1]
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"probe_head needs a model whose last layer group is one nn.Linear, got {type(head).__name__}.")
+    head.load_state_dict(probe.as_linear().state_dict())
+    return tuned.eval()
 
 
 def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:

@@ -1,6 +1,6 @@
 """Build the reproducible write-up, and the students' exercise notebooks.
 
-    python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build]
+    python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build] [--keep-going]
     python -m tutorlib.course student [--out build/student]
     python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick]
 
@@ -72,8 +72,11 @@ class PeakMemory:
         self._thread.join()
 
 
-def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str | None, float]:
-    """Run one notebook top to bottom in a fresh kernel; return (executed notebook, error or None, peak MiB)."""
+def execute(path: Path, results: Path, timeout: int = 1800, keep_going: bool = False) -> tuple[object, str | None, float]:
+    """Run one notebook top to bottom in a fresh kernel; return (executed notebook, first error or None, peak MiB).
+
+    keep_going: run every cell even after one fails, so that every verdict is evaluated (`make confirm`).
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -82,7 +85,7 @@ def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str
     results.unlink(missing_ok=True)
     # The kernel's environment: where verdicts go, and explorers draw static figures (nobody can click).
     env = {**os.environ, "TUTORLIB_RESULTS": str(results), "TUTORLIB_HEADLESS": "1"}
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=keep_going,
                             resources={"metadata": {"path": str(path.parent)}})
     error = None
     with PeakMemory() as memory:
@@ -92,7 +95,26 @@ def execute(path: Path, results: Path, timeout: int = 1800) -> tuple[object, str
             error = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[-1]  # no terminal colours
         except Exception as err:  # kernel died, timeout ...
             error = f"{type(err).__name__}: {err}"
-    return nb, error, memory.peak_bytes / 2**20
+    return nb, error or first_error(nb), memory.peak_bytes / 2**20
+
+
+def first_error(nb) -> str | None:
+    """The first error a notebook's outputs show (cells run with keep_going still record theirs)."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"{out['ename']}: {out['evalue']}"[:300]
+    return None
+
+
+def print_verdicts(chapters: list[dict]) -> None:
+    """Every verdict of the run, one line each: which held, which failed, which are only reported."""
+    for chapter in chapters:
+        counts = {s: sum(v["status"] == s for v in chapter["verdicts"]) for s in ("PASS", "FAIL", "REPORTED")}
+        print(f"{chapter['name']}: {counts['PASS']} held, {counts['FAIL']} failed, {counts['REPORTED']} reported")
+        for v in chapter["verdicts"]:
+            if v["status"] != "REPORTED":
+                print(f"  {v['status']:4s} {v['claim']}")
 
 
 def read_verdicts(results: Path) -> list[dict]:
@@ -167,7 +189,7 @@ or not on every seed). FAIL: an assertion that did not hold in this run.</p>
     return out
 
 
-def build(only: list[str] | None = None, out_dir: Path = BUILD) -> int:
+def build(only: list[str] | None = None, out_dir: Path = BUILD, keep_going: bool = False) -> int:
     """Execute the chapters, render them, write the index; return the number of failed chapters."""
     import nbformat
 
@@ -181,7 +203,7 @@ def build(only: list[str] | None = None, out_dir: Path = BUILD) -> int:
         t0 = time.perf_counter()
         print(f"[{i}/{len(paths)}] {path.name} ({profile}) ...", end=" ", flush=True)
         results = out_dir / "results" / f"{path.stem}.jsonl"
-        nb, error, peak_mib = execute(path, results)
+        nb, error, peak_mib = execute(path, results, keep_going=keep_going)
         nbformat.write(nb, out_dir / "notebooks" / path.name)
         render_html(nb, out_dir / "course" / f"{path.stem}.html")
         seconds = time.perf_counter() - t0
@@ -196,7 +218,8 @@ def build(only: list[str] | None = None, out_dir: Path = BUILD) -> int:
            "chapters": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in ch.items() if k != "verdicts"}
                         for ch in chapters]}
     (out_dir / "course" / "run.json").write_text(json.dumps(run, indent=2) + "\n")
-    print(f"Wrote {index} ({len(chapters)} chapters, {total / 60:.1f} min in all).")
+    print_verdicts(chapters)
+    print(f"Wrote {index} ({len(chapters)} chapters, {total / 60:.1f} min in all; seeds {list(current().seeds)}).")
     return sum(1 for c in chapters if c["error"])
 
 
@@ -333,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
     parser.add_argument("--out", type=Path, help="output folder (default: build/, or build/student/)")
     parser.add_argument("--key", type=Path, help="grade: the answer key (default: notebooks/<same name>)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="build: run every cell even after a failure, so every verdict is evaluated")
     args = parser.parse_intermixed_args(argv)  # options may come before or after the notebooks
     if args.command == "student":
         write_student_versions(args.out or BUILD / "student")
@@ -346,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
             for r in rows:
                 print(f"  exercise {r['exercise']}: {r['status']:8s} {r['detail']}")
         return
-    raise SystemExit(1 if build(args.only, args.out or BUILD) else 0)
+    raise SystemExit(1 if build(args.only, args.out or BUILD, keep_going=args.keep_going) else 0)
 
 
 if __name__ == "__main__":
