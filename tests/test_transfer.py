@@ -100,3 +100,23 @@ def test_probe_head_is_the_converged_probe_on_the_unchanged_body(halves):
     assert lp.head.out_features == 5 and model.head.out_features == 5 and lp.head is not model.head
     expected = transfer.probe_accuracy(model, target, halves.b_test)
     assert evaluation.evaluate(lp, halves.b_test)["accuracy"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_validation_split_is_held_out_of_the_training_set(halves):
+    target = halves.target(10, seed=0)
+    fit_part, val = transfer.split_off_validation(target, 3, seed=1)
+    assert fit_part[1].bincount().tolist() == [7] * 5 and val[1].bincount().tolist() == [3] * 5
+    together = torch.cat([fit_part[0], val[0]]).flatten(1)
+    assert torch.equal(together.sort(0).values, target[0].flatten(1).sort(0).values)  # a partition
+    with pytest.raises(ValueError, match="hold out fewer"):
+        transfer.split_off_validation(target, 10)
+
+
+def test_choose_on_validation_picks_the_best_scoring_option(halves):
+    target = halves.target(10, seed=0)
+    train_fn = lambda part, lr: transfer.finetune(transfer.fresh_cnn(width=8, seed=0), part, steps=60, lr=lr,
+                                                  batch_size=16)[0]
+    best, scores = transfer.choose_on_validation(train_fn, target, [1e-9, 3e-3], val_per_class=3)
+    assert set(scores) == {1e-9, 3e-3} and best == max(scores, key=scores.get) and best == 3e-3
+    with pytest.raises(ValueError, match="at least one option"):
+        transfer.choose_on_validation(train_fn, target, [])

@@ -115,7 +115,7 @@ def paired(better: Any, worse: Any, claim: str, *, min_effect: float, paper: str
         raise ValueError(f"min_effect must be a finite number (the smallest gap that counts), got {min_effect!r}.")
     gaps = (a - b.loc[a.index]).sort_index()
     holds = bool(a.notna().all() and b.notna().all() and (gaps > min_effect).all())
-    expect(holds, f"{claim} [gap > {min_effect:g} on every seed]", paper=paper,
+    expect(holds, f"{claim} [gap > {min_effect:.3g} on every seed]", paper=paper,
            better=a.sort_index().tolist(), worse=b.sort_index().tolist(), gap_per_seed=gaps.tolist(),
            smallest_gap=gaps.min(skipna=False), **numbers)
     return gaps

@@ -129,6 +129,32 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
     return tuned.eval(), history
 
 
+def split_off_validation(target: Dataset, per_class: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Hold `per_class` images of every class out of a training set, to choose a recipe without the test set."""
+    labels = inputs.class_dataset(target, "target")[1]
+    val_index = few_shot(labels, inputs.integer(per_class, "per_class", 1), seed=seed)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val_index] = False
+    if keep.sum() == 0 or len(labels[keep].unique()) < len(labels.unique()):
+        raise ValueError(f"Holding out {per_class} per class leaves a class with no training images; "
+                         f"hold out fewer (per_class < the images per class).")
+    return take(target, keep.nonzero().flatten()), take(target, val_index)
+
+
+def choose_on_validation(train_fn, target: Dataset, options, *, val_per_class: int = 10,
+                         seed: int = 0) -> tuple[object, dict]:
+    """The option whose model scores best on a validation split of `target` (never the test set), and every score.
+
+    train_fn(train_part, option) returns a trained model; e.g. options are learning rates.
+    """
+    options = list(options)
+    if not options:
+        raise ValueError("choose_on_validation needs at least one option, e.g. learning rates (3e-4, 1e-3, 3e-3).")
+    fit_part, val = split_off_validation(target, val_per_class, seed)
+    scores = {option: evaluate(train_fn(fit_part, option), val)["accuracy"] for option in options}
+    return max(scores, key=scores.get), scores
+
+
 def probe_head(model: nn.Module, target_train: Dataset, seed: int = 0) -> nn.Module:
     """A copy of `model` whose classifier is a linear probe fit to convergence on its frozen features (LP).
 
