@@ -2,7 +2,6 @@
 import json
 import pathlib
 
-
 import tutorlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -42,3 +41,19 @@ def test_every_chapter_sets_some_verdicts_against_a_paper():
     for path in NOTEBOOK_PATHS:
         sources = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         assert sources.count("paper=") >= 3, f"{path.name}: fewer than 3 verdicts name their anchor paper"
+
+
+def test_every_asserted_verdict_compares_measured_arms():
+    """COURSE.md 5a: notebooks assert through check.paired / check.rank_agreement (arms, minimum effect,
+    every seed, chance rate), never a bare check.expect on a constant."""
+    for path in NOTEBOOK_PATHS:
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        assert "check.expect(" not in code, f"{path.name}: state the finding with check.paired or check.rank_agreement"
+        assert code.count("check.paired(") + code.count("check.rank_agreement(") >= 3, f"{path.name}: fewer than 3 findings"
+
+
+def test_make_confirm_runs_the_quick_profile_on_other_seeds():
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "confirm"], cwd=ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0 and "TUTORLIB_SEEDS=20,21,22" in dry.stdout and "--keep-going" in dry.stdout

@@ -178,8 +178,11 @@ def write_index(chapters: list[dict], profile: str, seconds: float, out_dir: Pat
 table{{border-collapse:collapse;width:100%;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px;text-align:left;vertical-align:top}}
 code{{font-size:85%}}.pass{{color:#1a7f37}}.fail{{color:#cf222e}}.reported{{color:#9a6700}}</style>
 </head><body><h1>Pretrained CNNs, tested: the write-up</h1><p>{meta}</p>
-<p>PASS: asserted and held on every seed. REPORTED: measured and shown, not asserted (it did not reproduce,
-or not on every seed). FAIL: an assertion that did not hold in this run.</p>
+<p>PASS: an asserted comparison of two measured arms that held on every seed of this run by the minimum
+effect named in its claim (<code>check.paired</code>), or a rank agreement above its threshold, with the
+chance rate of that threshold in the claim (<code>check.rank_agreement</code>). A diverged or NaN arm counts
+as a failure. REPORTED: measured and shown with its per-seed numbers, not asserted (it did not hold on
+every seed we tried, or it could not fail). FAIL: an assertion that did not hold in this run.</p>
 <h2>Our numbers beside the papers'</h2>
 <table><tr><th>ch.</th><th>the paper measured</th><th>we measured (this run)</th><th>status</th></tr>
 {_paper_rows(chapters)}</table>
