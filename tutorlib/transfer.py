@@ -111,11 +111,12 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
              in_place: bool = False, **fit_kwargs) -> tuple[nn.Module, History]:
     """Fine-tune for a fixed number of steps; return the tuned model (in eval mode) and its History.
 
-    new_head: replace the classifier by a fresh one for the target's classes (False keeps it, e.g. after
-    `surgery.transplant`). frozen_groups: layer groups (from the input) frozen first; 0 = full
-    fine-tuning; train_bn: let their BatchNorm layers adapt (`surgery.freeze`). in_place: train `model` itself (needed when `param_groups` name its parameters);
-    by default a copy is trained, so one pretrained model can start many runs.
-    Any other keyword goes to `train.fit` (val, param_groups, loss_fn, optimizer, clip_grad_norm, ...).
+    new_head: replace the classifier by a fresh one for the target's classes (False keeps it, e.g.
+    after `surgery.transplant`). frozen_groups: layer groups (from the input) frozen first; 0 = full
+    fine-tuning. train_bn: let the frozen groups' BatchNorm layers adapt (`surgery.freeze`).
+    in_place: train `model` itself (needed when `param_groups` or a `loss_fn` refer to its parameters);
+    by default a copy is trained, so one pretrained model can start many runs. Any other keyword goes
+    to `train.fit` (val, param_groups, loss_fn, optimizer, clip_grad_norm, warmup_steps, ...).
     """
     inputs.module(model)
     tuned = model if in_place else copy.deepcopy(model)
