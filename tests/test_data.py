@@ -221,3 +221,14 @@ def test_corrupt_errors():
         data.corrupt(torch.rand(2, 1, 8, 8), "fog", 3)
     with pytest.raises(ValueError, match="1 to 5"):
         data.corrupt(torch.rand(2, 1, 8, 8), "blur", 6)
+
+
+def test_label_noise_does_not_follow_the_batch_order_of_the_same_seed():
+    """Regression: with one generator per seed, the flipped images were exactly the ones `fit(seed=s)`
+    showed first, so the end of the first epoch was all clean labels."""
+    labels = torch.arange(5).repeat(200)
+    noisy = data.add_label_noise(labels, 0.8, 5, seed=0)
+    flipped = set((noisy != labels).nonzero().flatten().tolist())
+    first_shown = set(torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:len(flipped)].tolist())
+    assert len(flipped & first_shown) < 0.9 * len(flipped)  # about 80% overlap by chance, not 100%
+    assert noisy.tolist() == data.add_label_noise(labels, 0.8, 5, seed=0).tolist()  # still reproducible

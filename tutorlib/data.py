@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import inputs, manifest
+from . import inputs, manifest, seeds
 from .inputs import Dataset
 from .manifest import DATA_DIR, sha256  # noqa: F401  (sha256 kept as data.sha256)
 
@@ -389,7 +389,7 @@ def add_label_noise(labels: torch.Tensor, rate: float, num_classes: int, seed: i
     if num_classes < 2 or int(labels.max()) >= num_classes or int(labels.min()) < 0:
         raise ValueError(f"labels must lie in 0..{num_classes - 1} with num_classes >= 2; "
                          f"got labels in {int(labels.min())}..{int(labels.max())}.")
-    g = torch.Generator().manual_seed(seed)
+    g = seeds.stream(seed, "label_noise")  # not `fit`'s batch order for the same seed (see seeds.stream)
     noisy = labels.clone()
     flip = torch.randperm(len(labels), generator=g)[: round(rate * len(labels))]
     offset = torch.randint(1, num_classes, (len(flip),), generator=g)
