@@ -98,3 +98,8 @@ def test_rank_agreement_refuses_a_threshold_chance_passes_often():
     five = {f"m{i}": float(i) for i in range(5)}
     with pytest.raises(ValueError, match="random ranking reaches"):
         check.rank_agreement(five, five, "too few items", min_tau=0.0)
+
+
+def test_rank_agreement_asks_for_one_number_per_model():
+    with pytest.raises(TypeError, match="one number per model"):
+        check.rank_agreement([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "lists", min_tau=0.5)

@@ -91,11 +91,11 @@ def report(claim: str, paper: str | None = None, **numbers: Any) -> None:
     print(f"NOT ASSERTED {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
 
 
-def _per_seed(values: Any, name: str) -> pd.Series:
-    """One number per seed, as a float Series indexed by seed (from a Series or a dict)."""
+def _numbers(values: Any, name: str, per: str) -> pd.Series:
+    """One number per seed (or per item), as a float Series indexed by it (from a Series or a dict)."""
     if isinstance(values, pd.DataFrame) or not isinstance(values, (pd.Series, dict)):
-        raise TypeError(f"{name} must give one number per seed: a pandas Series indexed by seed or a dict "
-                        f"{{seed: value}}, got {type(values).__name__}. E.g. table.pivot(index='seed', ...)['arm'].")
+        raise TypeError(f"{name} must give one number per {per}: a pandas Series indexed by {per} or a dict "
+                        f"{{{per}: value}}, got {type(values).__name__}. E.g. table.pivot(index='{per}', ...)['column'].")
     return pd.Series(values, dtype=float)
 
 
@@ -106,7 +106,7 @@ def paired(better: Any, worse: Any, claim: str, *, min_effect: float, paper: str
     The arms are paired by seed (same target subset, same steps). A NaN in either arm (a diverged run)
     is a failure, not a dropped seed. For "lower is better" quantities, pass the arms the other way round.
     """
-    a, b = _per_seed(better, "better"), _per_seed(worse, "worse")
+    a, b = _numbers(better, "better", "seed"), _numbers(worse, "worse", "seed")
     if sorted(a.index) != sorted(b.index):
         raise ValueError(f"The two arms must cover the same seeds, got {sorted(a.index)} and {sorted(b.index)}.")
     if len(a) < 2:
@@ -152,7 +152,7 @@ def rank_agreement(scores: Any, truth: Any, claim: str, *, min_tau: float, max_c
     A threshold that a random ranking would reach more often than `max_chance` is refused: with so few
     items, agreement could not be told from luck. The chance rate is printed with the verdict.
     """
-    s, t = _per_seed(scores, "scores"), _per_seed(truth, "truth")
+    s, t = _numbers(scores, "scores", "model"), _numbers(truth, "truth", "model")
     if sorted(s.index) != sorted(t.index):
         raise ValueError(f"Both rankings must name the same items, got {sorted(s.index)} and {sorted(t.index)}.")
     if len(s) < 3:
