@@ -1,4 +1,5 @@
 """The course's figures and explorers."""
+import pytest
 
 
 def test_plots_return_figures(blobs):
@@ -38,3 +39,22 @@ def test_explorer_is_a_widget_in_lab_and_a_static_figure_headless(monkeypatch):
     assert calls[-1] == (30, "he")  # manual mode: changing a control does not start an experiment
     run.click()
     assert calls[-1] == (10, "xavier")
+
+
+def test_panel_puts_each_model_beside_the_other_on_one_y_scale():
+    import pandas as pd
+
+    from tutorlib import plots
+
+    df = pd.DataFrame({"model": ["CNN"] * 4 + ["Lite0"] * 4, "layer": ["a", "b"] * 2 + ["c", "d"] * 2,
+                       "value": [0.5, 0.6, 0.55, 0.65, 0.8, 0.9, 0.85, 0.95], "arm": ["x", "x", "y", "y"] * 2})
+    for fig in (plots.lines(df, "layer", "value", hue="arm", panel="model"),
+                plots.bars(df, "layer", "value", hue="arm", panel="model"),
+                plots.layer_profile(df, "layer", "value", hue="arm", panel="model")):
+        left, right = fig.axes[:2]
+        assert (left.get_title(), right.get_title()) == ("CNN", "Lite0")
+        assert left.get_ylim() == right.get_ylim()  # one scale, so the panels compare by eye
+        assert (left.get_legend(), right.get_legend() is not None) == (None, True)
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["c", "d"]  # each panel its own layers
+    with pytest.raises(ValueError, match="panel_typo"):
+        plots.lines(df, "layer", "value", panel="panel_typo")

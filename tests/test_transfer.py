@@ -1,8 +1,10 @@
 """The A -> B protocol the chapters share: set-up, few-shot targets, fresh nets, pretrain, probe, fine-tune."""
+import copy
+
 import pytest
 import torch
 
-from tutorlib import profile, surgery, transfer
+from tutorlib import models, profile, surgery, train, transfer
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +122,97 @@ def test_choose_on_validation_picks_the_best_scoring_option(halves):
     assert set(scores) == {1e-9, 3e-3} and best == max(scores, key=scores.get) and best == 3e-3
     with pytest.raises(ValueError, match="at least one option"):
         transfer.choose_on_validation(train_fn, target, [])
+
+
+# ----------------------------------------------------------------------------- cutting and caching
+@pytest.fixture(scope="module")
+def lite_random():
+    return transfer.lite0(pretrained=False, seed=0).eval()
+
+
+@pytest.mark.parametrize("frozen", [1, 3, "block4"])
+def test_split_recomposes_the_course_cnn_exactly(frozen):
+    model = transfer.fresh_cnn(width=8, seed=0).eval()
+    bottom, top = models.split(model, frozen)
+    x = torch.rand(6, 1, 28, 28)
+    assert torch.equal(top(bottom(x)), model(x))
+    assert all(any(p is q for q in model.parameters()) for p in top.parameters())  # shared, not copied
+
+
+def test_split_recomposes_lite0_exactly(lite_random):
+    x = torch.rand(3, 1, 28, 28)
+    for frozen in (1, "blocks.4", 9):
+        bottom, top = models.split(lite_random, frozen)
+        assert torch.allclose(top(bottom(x)), lite_random(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("frozen", [0, 5, 99, "block9"])
+def test_split_refuses_cuts_that_leave_no_head_or_no_bottom(frozen):
+    with pytest.raises(ValueError, match="block1"):
+        models.split(transfer.fresh_cnn(width=4), frozen)
+
+
+def test_split_names_the_models_it_knows():
+    with pytest.raises(TypeError, match="surgery.freeze"):
+        models.split(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5)), 1)
+
+
+def test_cached_finetune_equals_freezing(halves, lite_random):
+    """Running the frozen bottom once gives the same model as freezing it (BatchNorm frozen too)."""
+    target = halves.target(4, seed=0)
+    for model, frozen in ((transfer.fresh_cnn(width=8, seed=1), 2), (lite_random, 7)):
+        frozen_run, h1 = transfer.finetune(model, target, steps=6, batch_size=8, seed=3, frozen_groups=frozen)
+        cached_run, h2 = transfer.finetune(model, target, steps=6, batch_size=8, seed=3, frozen_groups=frozen, cache=True)
+        assert h1.step_loss == pytest.approx(h2.step_loss, rel=1e-4)
+        x = halves.b_test[0][:16]
+        assert torch.allclose(frozen_run(x), cached_run(x), atol=1e-4)
+        assert not torch.allclose(cached_run(x), surgery.replace_head(copy.deepcopy(model), 5)(x))  # it trained
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(frozen_groups=0, cache=True), "frozen_groups > 0"),
+    (dict(frozen_groups=2, train_bn=True, cache=True), "train_bn=False"),
+    (dict(frozen_groups=2, cache=True, param_groups=[]), "param_groups"),
+    (dict(frozen_groups=2, cache=True, val=None), None),
+])
+def test_cached_finetune_refuses_what_it_cannot_cache(halves, options, match):
+    target = halves.target(2, seed=0)
+    if match is None:  # val=None is no validation set at all: allowed
+        transfer.finetune(transfer.fresh_cnn(width=4), target, steps=1, batch_size=4, **options)
+        return
+    with pytest.raises(ValueError, match=match):
+        transfer.finetune(transfer.fresh_cnn(width=4), target, steps=1, batch_size=4, **options)
+
+
+def test_fit_takes_activations_only_when_told():
+    acts = (torch.randn(16, 4, 2, 2) * 5, torch.randint(0, 3, (16,)))
+    head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train.fit(head, acts, steps=1, lr=1e-3, progress=False)
+    assert train.fit(head, acts, steps=2, lr=1e-3, progress=False, activations=True).steps_run == 2
+    with pytest.raises(ValueError, match="NaN"):
+        train.fit(head, (torch.full((4, 4, 2, 2), float("nan")), torch.zeros(4).long()), steps=1, lr=1e-3,
+                  progress=False, activations=True)
+
+
+def test_probe_by_stage_scores_every_stage_and_names_unknown_ones(halves):
+    model = transfer.fresh_cnn(width=4, seed=0)
+    table = transfer.probe_by_stage(model, halves.target(4, seed=0), halves.b_test_sample(10))
+    assert table.stage.tolist() == ["block1", "block2", "block3", "block4"]
+    assert table["probe accuracy"].between(0, 1).all() and table.features.tolist() == [4, 4, 8, 8]
+    with pytest.raises(ValueError, match="block1"):
+        transfer.probe_by_stage(model, halves.target(4, seed=0), halves.b_test_sample(10), ["head"])
+
+
+def test_b_test_sample_is_fixed_and_stratified(halves):
+    sample = halves.b_test_sample(7)
+    assert sample[1].bincount().tolist() == [7] * 5 and torch.equal(sample[0], halves.b_test_sample(7)[0])
+    assert len(halves.b_test_sample(10**6)[1]) == len(halves.b_test[1])  # capped at the whole test set
+
+
+def test_lite0_takes_course_images_and_its_random_weights_follow_the_seed(lite_random):
+    assert lite_random(torch.rand(2, 1, 28, 28)).shape == (2, 1000)
+    assert lite_random.image_size == transfer.LITE0_PIXELS
+    again, other = transfer.lite0(pretrained=False, seed=0), transfer.lite0(pretrained=False, seed=1)
+    assert torch.equal(again.model.conv_stem.weight, lite_random.model.conv_stem.weight)
+    assert not torch.equal(other.model.conv_stem.weight, lite_random.model.conv_stem.weight)

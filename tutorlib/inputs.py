@@ -79,8 +79,11 @@ def seed(value) -> int:
 
 
 # ----------------------------------------------------------------------------- tensors
-def images(x, name: str = "images") -> torch.Tensor:
-    """The course's image contract: float N x C x H x W in [0, 1], finite, at least one image."""
+def images(x, name: str = "images", unit_range: bool = True) -> torch.Tensor:
+    """The course's image contract: float N x C x H x W in [0, 1], finite, at least one image.
+
+    unit_range=False accepts any finite values: activations cached from a frozen bottom (`models.split`).
+    """
     x = as_tensor(x, name)
     if not x.is_floating_point():
         raise TypeError(f"{name} must be float in [0, 1], got {x.dtype}. Convert with `{name}.float() / 255`.")
@@ -94,7 +97,9 @@ def images(x, name: str = "images") -> torch.Tensor:
     if x.dtype != torch.float32:
         x = x.float()
     lo, hi = float(x.min()), float(x.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-6 or hi > 1 + 1e-6:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contain NaN or inf; replace them (a diverged model produced them?).")
+    if unit_range and (lo < -1e-6 or hi > 1 + 1e-6):
         raise ValueError(f"{name} must lie in [0, 1], found values in [{lo:.3g}, {hi:.3g}]. Divide uint8 images "
                          f"by 255 and replace NaN; models that need normalisation do it themselves.")
     return x
@@ -124,7 +129,7 @@ def labels(y, name: str = "labels", num_classes: int | None = None) -> torch.Ten
     return y
 
 
-def dataset(data, name: str = "data") -> tuple[torch.Tensor, ...]:
+def dataset(data, name: str = "data", unit_range: bool = True) -> tuple[torch.Tensor, ...]:
     """``(images, labels, extra...)`` or a TensorDataset -> checked tensors of one length."""
     if isinstance(data, torch.utils.data.TensorDataset):
         data = tuple(data.tensors)
@@ -136,7 +141,7 @@ def dataset(data, name: str = "data") -> tuple[torch.Tensor, ...]:
     if len({len(t) for t in tensors}) != 1:
         raise ValueError(f"{name}: images and labels differ in length: {[len(t) for t in tensors]}. "
                          f"Take the same rows of each (data.take).")
-    return (images(tensors[0], f"{name} images"), *tensors[1:])
+    return (images(tensors[0], f"{name} images", unit_range), *tensors[1:])
 
 
 def class_dataset(data, name: str = "data", num_classes: int | None = None) -> Dataset:

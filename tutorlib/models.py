@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import inputs
 from . import manifest
-from .surgery import layer_groups
+from .surgery import layer_groups, resolve_depth
 
 
 # ----------------------------------------------------------------------------- the course CNN
@@ -220,6 +220,59 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True, input_siz
         return model
     cfg = model.pretrained_cfg
     return AdaptInput(model, input_size, cfg.get("mean", (0.5,) * 3), cfg.get("std", (0.5,) * 3))
+
+
+# ----------------------------------------------------------------------------- cutting a model in two
+class Lambda(nn.Module):
+    """A function as a stage of an `nn.Sequential` (AdaptInput's resizing, the course CNN's pooling)."""
+
+    def __init__(self, fn, name: str):
+        super().__init__()
+        self.fn, self.name = fn, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def stages(model: nn.Module) -> list[tuple[str | None, nn.Module]]:
+    """The model as a chain of ``(group name or None, module)`` that computes `model(x)` stage by stage.
+
+    The modules are the model's own (shared, not copied), so training a stage trains the model.
+    Known: the course CNN, timm's EfficientNet(-Lite) and either inside `AdaptInput`.
+    """
+    inputs.module(model)
+    if isinstance(model, AdaptInput):
+        return [(None, Lambda(model.prepare, f"resize to {model.image_size} px, 3 channels, normalise"))] + \
+            stages(model.model)
+    if isinstance(model, SmallCNN):
+        return [*model.features.named_children(), (None, Lambda(lambda x: x.mean(dim=(2, 3)), "global average pool")),
+                ("head", model.head)]
+    if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool", "classifier")):
+        return [("conv_stem+bn1", nn.Sequential(model.conv_stem, model.bn1)),
+                *[(f"blocks.{i}", block) for i, block in enumerate(model.blocks)],
+                ("conv_head+bn2", nn.Sequential(model.conv_head, model.bn2)), (None, model.global_pool),
+                (None, nn.Dropout(getattr(model, "drop_rate", 0.0))), ("classifier", model.classifier)]
+    raise TypeError(f"stages() knows the course CNN and timm's EfficientNet, not {type(model).__name__}. "
+                    f"Freeze with surgery.freeze instead of cutting the model.")
+
+
+def split(model: nn.Module, frozen_groups: int | str) -> tuple[nn.Sequential, nn.Sequential]:
+    """(bottom, top): the first `frozen_groups` layer groups and everything after; top(bottom(x)) == model(x).
+
+    Why: a frozen bottom gives the same output every step, so it can run once over the data and the
+    top can train on what it produced (Yosinski-style freezing at the cost of the top alone).
+    """
+    chain = stages(model)
+    groups = layer_groups(model)
+    names, depth = [name for name, _ in groups], resolve_depth(groups, frozen_groups)
+    if not 0 < depth < len(names):
+        raise ValueError(f"split needs 1 to {len(names) - 1} frozen groups (the head must stay on top), got "
+                         f"{frozen_groups!r}. This model's groups, input to head: {names}.")
+    cut = next(i for i, (name, _) in enumerate(chain) if name == names[depth - 1]) + 1
+    return nn.Sequential(*[m for _, m in chain[:cut]]), nn.Sequential(*[m for _, m in chain[cut:]])
 
 
 # ----------------------------------------------------------------------------- course checkpoints

@@ -53,11 +53,25 @@ def _frame(df, *columns: str | None) -> pd.DataFrame:
     return df
 
 
-def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6):
+def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6, sharey: bool = False):
     sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
     fig = Figure(figsize=(width * ncols, height), layout="constrained")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    axes = fig.subplots(1, ncols, squeeze=False, sharey=sharey)[0]
     return fig, axes
+
+
+def _panels(df: pd.DataFrame, panel: str | None, draw, width: float, title: str | None, xlabel, ylabel) -> Figure:
+    """One axes per value of the `panel` column (e.g. the course CNN beside Lite0), same y scale, one legend."""
+    parts = [(None, df)] if panel is None else list(df.groupby(panel, sort=False))
+    fig, axes = _figure(ncols=len(parts), width=width, sharey=panel is not None)
+    for i, (ax, (name, part)) in enumerate(zip(axes, parts)):
+        draw(ax, part)
+        if i < len(parts) - 1 and ax.get_legend() is not None:
+            ax.get_legend().remove()
+        _finish(ax, title if panel is None else str(name), xlabel, ylabel)
+    if panel is not None and title:
+        fig.suptitle(title)
+    return fig
 
 
 def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> None:
@@ -73,41 +87,48 @@ def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> No
 
 def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
           xlabel: str | None = None, ylabel: str | None = None, logx: bool = False,
-          logy: bool = False, reference: float | None = None, reference_label: str = "") -> Figure:
+          logy: bool = False, reference: float | None = None, reference_label: str = "",
+          panel: str | None = None) -> Figure:
     """Mean of `y` against `x` per `hue`, with standard-deviation bars over the seeds.
 
     On a log y axis the bars show the seeds' min-max range instead: mean - sd can fall below zero there.
+    panel: a column whose values get one plot each, side by side (e.g. "model").
     """
-    _frame(df, x, y, hue)
-    fig, (ax,) = _figure()
-    sns.lineplot(data=df, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False,
-                 errorbar=("pi", 100) if logy else "sd", err_style="bars", ax=ax)
-    if reference is not None:
-        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
-        ax.legend()
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    _finish(ax, title, xlabel, ylabel)
-    return fig
+    _frame(df, x, y, hue, panel)
+
+    def draw(ax, part):
+        sns.lineplot(data=part, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False,
+                     errorbar=("pi", 100) if logy else "sd", err_style="bars", ax=ax)
+        if reference is not None:
+            ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
+            ax.legend()
+        if logx:
+            ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+    return _panels(df, panel, draw, 5.0, title, xlabel, ylabel)
 
 
 def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
          xlabel: str | None = None, ylabel: str | None = None, ylim: tuple[float, float] | None = None,
-         horizontal: bool = False, order: list | None = None) -> Figure:
-    """Mean of `y` per category with standard-deviation error bars and each seed as a dot."""
-    _frame(df, x, y, hue)
-    fig, (ax,) = _figure(width=6.0)
+         horizontal: bool = False, order: list | None = None, panel: str | None = None) -> Figure:
+    """Mean of `y` per category with standard-deviation error bars and each seed as a dot.
+
+    panel: a column whose values get one plot each, side by side (e.g. "model").
+    """
+    _frame(df, x, y, hue, panel)
     xy = dict(x=y, y=x, order=order) if horizontal else dict(x=x, y=y, order=order)
-    sns.barplot(data=df, hue=hue, errorbar="sd", capsize=0.1, alpha=0.8, ax=ax, **xy)
-    sns.stripplot(data=df, hue=hue, dodge=hue is not None, color="black", size=3, legend=False, ax=ax, **xy)
-    if ylim:
-        (ax.set_xlim if horizontal else ax.set_ylim)(*ylim)
-    if not horizontal:
-        ax.tick_params(axis="x", labelrotation=20)
-    _finish(ax, title, ylabel if horizontal else xlabel, xlabel if horizontal else ylabel)
-    return fig
+
+    def draw(ax, part):
+        sns.barplot(data=part, hue=hue, errorbar="sd", capsize=0.1, alpha=0.8, ax=ax, **xy)
+        black = dict(palette={level: "black" for level in part[hue].unique()}) if hue else dict(color="black")
+        sns.stripplot(data=part, hue=hue, dodge=hue is not None, size=3, legend=False, ax=ax, **black, **xy)
+        if ylim:
+            (ax.set_xlim if horizontal else ax.set_ylim)(*ylim)
+        if not horizontal:
+            ax.tick_params(axis="x", labelrotation=20)
+    return _panels(df, panel, draw, 6.0 if panel is None else 4.5, title,
+                   ylabel if horizontal else xlabel, xlabel if horizontal else ylabel)
 
 
 def _annotate_apart(ax, points, texts: list[str], line: float = 11.0) -> None:
@@ -178,16 +199,21 @@ def training_curves(histories: Mapping[str, object], *, title: str | None = None
 
 
 def layer_profile(df: pd.DataFrame, layer: str, value: str, hue: str | None = None, *,
-                  title: str | None = None, ylabel: str | None = None, logy: bool = False) -> Figure:
-    """A value per layer, input on the left and output on the right (gradient norms, CKA, distances)."""
-    _frame(df, layer, value, hue)
-    fig, (ax,) = _figure(width=6.0)
-    sns.pointplot(data=df, x=layer, y=value, hue=hue, errorbar="sd", dodge=0.2, ax=ax)
-    if logy:
-        ax.set_yscale("log")
-    ax.tick_params(axis="x", labelrotation=30)
-    _finish(ax, title, "layer (input → output)", ylabel)
-    return fig
+                  title: str | None = None, ylabel: str | None = None, logy: bool = False,
+                  panel: str | None = None) -> Figure:
+    """A value per layer, input on the left and output on the right (gradient norms, CKA, distances).
+
+    panel: a column whose values get one plot each, side by side (e.g. "model"; their layers differ).
+    """
+    _frame(df, layer, value, hue, panel)
+
+    def draw(ax, part):
+        order = list(dict.fromkeys(part[layer]))  # this panel's layers, in the order measured
+        sns.pointplot(data=part, x=layer, y=value, hue=hue, errorbar="sd", dodge=0.2, order=order, ax=ax)
+        if logy:
+            ax.set_yscale("log")
+        ax.tick_params(axis="x", labelrotation=30)
+    return _panels(df, panel, draw, 6.0 if panel is None else 5.0, title, "layer (input → output)", ylabel)
 
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor | None = None, class_names=None, *,

@@ -60,7 +60,7 @@ def group_names(model: nn.Module) -> list[str]:
     return [name for name, _ in layer_groups(model)]
 
 
-def _resolve_depth(groups: Groups, up_to: int | str) -> int:
+def resolve_depth(groups: Groups, up_to: int | str) -> int:
     """Turn `up_to` (a count or a group name) into the number of groups from the input side."""
     names = [n for n, _ in groups]
     if isinstance(up_to, str):
@@ -129,7 +129,7 @@ def freeze(model: nn.Module, up_to: int | str, train_bn: bool = False) -> nn.Mod
     train_bn=True keeps BatchNorm layers of frozen groups trainable and updating (fastai's default).
     """
     groups = layer_groups(model)
-    depth = _resolve_depth(groups, up_to)
+    depth = resolve_depth(groups, up_to)
     if not isinstance(train_bn, bool):
         raise TypeError(f"train_bn must be True or False, got {train_bn!r}.")
     _set_trainable(groups, depth, train_bn)
@@ -143,7 +143,7 @@ def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
     gradual unfreezing (Howard & Ruder 2018).
     """
     groups = layer_groups(model)
-    start = _resolve_depth(groups, from_group) - (1 if isinstance(from_group, str) else 0)
+    start = resolve_depth(groups, from_group) - (1 if isinstance(from_group, str) else 0)
     for _, module in groups[start:]:
         for p in module.parameters():
             p.requires_grad = True
@@ -227,7 +227,7 @@ def transplant(src: nn.Module, dst: nn.Module, n_groups: int | str, freeze: bool
     if [n for n, _ in src_groups] != [n for n, _ in dst_groups]:
         raise ValueError(f"src and dst have different layer groups: {[n for n, _ in src_groups]} vs "
                          f"{[n for n, _ in dst_groups]}. Transplant between models of one architecture.")
-    n = _resolve_depth(dst_groups, n_groups)
+    n = resolve_depth(dst_groups, n_groups)
     if not isinstance(freeze, bool) or not isinstance(train_bn, bool):
         raise TypeError(f"freeze and train_bn must be True or False, got {freeze!r} and {train_bn!r}.")
     for (name, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):  # check every group before copying any

@@ -265,17 +265,18 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *, steps: int | 
         weight_decay: float = 0.0, warmup_steps: int = 0, schedule: str = "cosine",
         clip_grad_norm: float | None = None, early_stopping: int | None = None,
         param_groups: list[dict] | None = None, loss_fn: Callable[..., torch.Tensor] | None = None,
-        progress: bool = True, seed: int | None = None, device: str = "cpu") -> History:
+        progress: bool = True, seed: int | None = None, device: str = "cpu", activations: bool = False) -> History:
     """Train `model` in place for `steps` optimisation steps (or `epochs` passes) and return its `History`.
 
     train: ``(images, labels)`` or ``(images, labels, extra...)``; `loss_fn(logits, labels, *extra)`
     defaults to cross-entropy. early_stopping: patience in epochs on validation loss; the best
     weights are restored. param_groups: e.g. `surgery.discriminative_param_groups(model, lr)`.
+    activations: the inputs are cached activations of a frozen bottom (any finite values), not images.
     """
     inputs.module(model)
     _check_options(lr, batch_size, optimizer, weight_decay, warmup_steps, schedule, clip_grad_norm,
                    early_stopping, val)
-    tensors = inputs.dataset(train, "train")
+    tensors = inputs.dataset(train, "train", unit_range=not activations)
     val = inputs.class_dataset(val, "val") if val is not None else None
     loss_fn = loss_fn or F.cross_entropy
     if not callable(loss_fn):

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from . import inputs
 from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
-from .models import small_cnn
+from .models import efficientnet_lite, small_cnn, split
 from .seeds import seed_everything
 from .surgery import freeze, layer_groups, replace_head
-from .train import History, evaluate, extract_features, fit, linear_probe
+from .train import History, evaluate, extract_features, fit, linear_probe, predict
 
 
 @dataclass
@@ -43,6 +43,10 @@ class Halves:
     def target(self, per_class: int, seed: int) -> Dataset:
         """The few-shot target of a run: `per_class` labelled images of each B class, drawn by `seed`."""
         return take(self.b_train, few_shot(self.b_train[1], per_class, seed=seed))
+
+    def b_test_sample(self, per_class: int) -> Dataset:
+        """A fixed, stratified part of B's test set, for models too slow to score on all of it (Lite0)."""
+        return take(self.b_test, few_shot(self.b_test[1], min(per_class, int(self.b_test[1].bincount().min())), seed=0))
 
 
 def load_halves(prof: profiles.Profile | None = None) -> Halves:
@@ -89,6 +93,15 @@ def fresh_cnn(width: int = 16, depth: int = 4, num_classes: int = 5, seed: int =
     return small_cnn(width, depth, num_classes)
 
 
+LITE0_PIXELS = 64  # Lite0 shrinks images 32x: at 32 px its last stage sees 1 x 1 maps and its probe on B lost 10-20 points
+
+
+def lite0(pretrained: bool = True, seed: int = 0) -> nn.Module:
+    """ImageNet EfficientNet-Lite0 fed the course's 28 x 28 grey images at 64 px (random weights from `seed` if not pretrained)."""
+    seed_everything(seed)
+    return efficientnet_lite("lite0", pretrained=pretrained, input_size=LITE0_PIXELS)
+
+
 def pretrain(source: Dataset, *, steps: int, width: int = 16, depth: int = 4, lr: float = 3e-3,
              batch_size: int = 128, weight_decay: float = 5e-4, seed: int = 0) -> nn.Module:
     """Train a fresh course CNN on `source` for a fixed number of steps (any number of classes)."""
@@ -108,15 +121,17 @@ def probe_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset
 
 def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float = 1e-3, batch_size: int = 32,
              seed: int = 0, new_head: bool = True, frozen_groups: int = 0, train_bn: bool = False,
-             in_place: bool = False, **fit_kwargs) -> tuple[nn.Module, History]:
+             in_place: bool = False, cache: bool = False, **fit_kwargs) -> tuple[nn.Module, History]:
     """Fine-tune for a fixed number of steps; return the tuned model (in eval mode) and its History.
 
     new_head: replace the classifier by a fresh one for the target's classes (False keeps it, e.g.
     after `surgery.transplant`). frozen_groups: layer groups (from the input) frozen first; 0 = full
     fine-tuning. train_bn: let the frozen groups' BatchNorm layers adapt (`surgery.freeze`).
     in_place: train `model` itself (needed when `param_groups` or a `loss_fn` refer to its parameters);
-    by default a copy is trained, so one pretrained model can start many runs. Any other keyword goes
-    to `train.fit` (val, param_groups, loss_fn, optimizer, clip_grad_norm, warmup_steps, ...).
+    by default a copy is trained, so one pretrained model can start many runs. cache: run the frozen
+    groups once over the data and train the rest on their output (`models.split`): the same result as
+    freezing them (BatchNorm frozen too), at the cost of the trainable top alone. Any other keyword goes
+    to `train.fit` (val, loss_fn, optimizer, clip_grad_norm, warmup_steps, ...).
     """
     inputs.module(model)
     tuned = model if in_place else copy.deepcopy(model)
@@ -125,9 +140,27 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
         replace_head(tuned, int(inputs.class_dataset(target_train, "target_train")[1].max()) + 1)
     if frozen_groups:
         freeze(tuned, frozen_groups, train_bn=train_bn)
-    history = fit(tuned, target_train, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=False,
+    trained, data = tuned, target_train
+    if cache:
+        trained, data, fit_kwargs = _cached_top(tuned, target_train, frozen_groups, train_bn, fit_kwargs)
+    history = fit(trained, data, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=False,
                   **fit_kwargs)
     return tuned.eval(), history
+
+
+def _cached_top(model: nn.Module, data, frozen_groups, train_bn: bool, fit_kwargs: dict):
+    """The trainable top of `model` and the frozen bottom's output for `data` (and for fit's `val`)."""
+    if not frozen_groups or train_bn:
+        raise ValueError("cache=True needs frozen_groups > 0 and train_bn=False: only a bottom that never "
+                         "changes can be run once. Drop cache=True to train BatchNorm in frozen groups.")
+    for option in ("param_groups", "val"):
+        if fit_kwargs.get(option) is not None:
+            raise ValueError(f"cache=True trains the top on cached activations, so fit's {option}= (made for "
+                             f"the whole model and images) does not apply; drop cache=True to use it.")
+    bottom, top = split(model, frozen_groups)
+    tensors = inputs.dataset(data, "target_train")
+    cached = (predict(bottom, tensors[0]).clone(), *tensors[1:])
+    return top, cached, {**fit_kwargs, "activations": True}
 
 
 def split_off_validation(target: Dataset, per_class: int, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -170,6 +203,28 @@ def probe_head(model: nn.Module, target_train: Dataset, seed: int = 0) -> nn.Mod
         raise TypeError(f"probe_head needs a model whose last layer group is one nn.Linear, got {type(head).__name__}.")
     head.load_state_dict(probe.as_linear().state_dict())
     return tuned.eval()
+
+
+def probe_by_stage(model: nn.Module, target_train: Dataset, target_test: Dataset,
+                   stages: list[str] | None = None) -> pd.DataFrame:
+    """Linear-probe accuracy on the pooled output of each layer group: where are the features that transfer?
+
+    Yosinski et al. 2014 asked it by freezing; a probe per stage asks it in one forward pass per stage.
+    """
+    names = [name for name, _ in layer_groups(model)][:-1]
+    stages = names if stages is None else list(stages)
+    unknown = [s for s in stages if s not in names]
+    if unknown:
+        raise ValueError(f"Unknown stage(s) {unknown}; this model's stages, input to head: {names}.")
+    train_x, train_y = inputs.class_dataset(target_train, "target_train")
+    test_x, test_y = inputs.class_dataset(target_test, "target_test")
+    rows = []
+    for stage in stages:
+        bottom, _ = split(model, stage)
+        pooled = [predict(bottom, x).clone().flatten(2).mean(2) for x in (train_x, test_x)]
+        probe = linear_probe(pooled[0], train_y)
+        rows.append({"stage": stage, "features": pooled[0].shape[1], "probe accuracy": probe.score(pooled[1], test_y)})
+    return pd.DataFrame(rows)
 
 
 def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:
