@@ -48,6 +48,7 @@ def test_panel_puts_each_model_beside_the_other_on_one_y_scale():
 
     df = pd.DataFrame({"model": ["CNN"] * 4 + ["Lite0"] * 4, "layer": ["a", "b"] * 2 + ["c", "d"] * 2,
                        "value": [0.5, 0.6, 0.55, 0.65, 0.8, 0.9, 0.85, 0.95], "arm": ["x", "x", "y", "y"] * 2})
+    assert len(plots.layer_profile(df, "layer", "value", panel="model").axes) == 2  # no hue
     for fig in (plots.lines(df, "layer", "value", hue="arm", panel="model"),
                 plots.bars(df, "layer", "value", hue="arm", panel="model"),
                 plots.layer_profile(df, "layer", "value", hue="arm", panel="model")):

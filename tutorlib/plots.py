@@ -209,10 +209,11 @@ def layer_profile(df: pd.DataFrame, layer: str, value: str, hue: str | None = No
 
     def draw(ax, part):
         order = list(dict.fromkeys(part[layer]))  # this panel's layers, in the order measured
-        sns.pointplot(data=part, x=layer, y=value, hue=hue, errorbar="sd", dodge=0.2, order=order, ax=ax)
+        sns.pointplot(data=part, x=layer, y=value, hue=hue, errorbar="sd", dodge=0.2 if hue else False, order=order, ax=ax)
         if logy:
             ax.set_yscale("log")
-        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():  # long layer names slant and end at their tick, so they never overlap
+            label.set(rotation=30, ha="right", rotation_mode="anchor")
     return _panels(df, panel, draw, 6.0 if panel is None else 5.0, title, "layer (input → output)", ylabel)
 
 
