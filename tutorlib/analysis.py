@@ -74,6 +74,19 @@ def gradient_norms(model: nn.Module) -> pd.Series:
     return pd.Series(norms, name="grad_norm")
 
 
+def group_gradient_norms(model: nn.Module) -> pd.Series:
+    """L2 norm of each layer group's whole gradient, input side first: where a step would move the network."""
+    norms = {}
+    for name, group in layer_groups(inputs.module(model)):
+        grads = [p.grad.flatten() for p in group.parameters() if p.grad is not None]
+        if grads:
+            norms[name] = float(torch.cat(grads).norm())
+    if not norms:
+        raise ValueError("No layer group has a gradient yet: run a forward pass and `loss.backward()` first "
+                         "(and check that the weights have requires_grad=True).")
+    return pd.Series(norms, name="grad_norm")
+
+
 # ----------------------------------------------------------------------------- transferability
 def _logme_one(f: torch.Tensor, y: torch.Tensor, sigma: torch.Tensor, v: torch.Tensor,
                max_iter: int = 100, tol: float = 1e-6) -> tuple[float, float, float]:

@@ -74,6 +74,12 @@ def _panels(df: pd.DataFrame, panel: str | None, draw, width: float, title: str 
     return fig
 
 
+def _slant(ax, degrees: float) -> None:
+    """Slant the x labels so that each ends at its tick: long names never run into each other."""
+    for label in ax.get_xticklabels():
+        label.set(rotation=degrees, ha="right", rotation_mode="anchor")
+
+
 def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> None:
     if title:
         ax.set_title(title)
@@ -126,7 +132,7 @@ def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str
         if ylim:
             (ax.set_xlim if horizontal else ax.set_ylim)(*ylim)
         if not horizontal:
-            ax.tick_params(axis="x", labelrotation=20)
+            _slant(ax, 20)
     return _panels(df, panel, draw, 6.0 if panel is None else 4.5, title,
                    ylabel if horizontal else xlabel, xlabel if horizontal else ylabel)
 
@@ -212,8 +218,7 @@ def layer_profile(df: pd.DataFrame, layer: str, value: str, hue: str | None = No
         sns.pointplot(data=part, x=layer, y=value, hue=hue, errorbar="sd", dodge=0.2 if hue else False, order=order, ax=ax)
         if logy:
             ax.set_yscale("log")
-        for label in ax.get_xticklabels():  # long layer names slant and end at their tick, so they never overlap
-            label.set(rotation=30, ha="right", rotation_mode="anchor")
+        _slant(ax, 30)
     return _panels(df, panel, draw, 6.0 if panel is None else 5.0, title, "layer (input → output)", ylabel)
 
 
