@@ -216,3 +216,15 @@ def test_lite0_takes_course_images_and_its_random_weights_follow_the_seed(lite_r
     again, other = transfer.lite0(pretrained=False, seed=0), transfer.lite0(pretrained=False, seed=1)
     assert torch.equal(again.model.conv_stem.weight, lite_random.model.conv_stem.weight)
     assert not torch.equal(other.model.conv_stem.weight, lite_random.model.conv_stem.weight)
+
+
+def test_freeze_bn_holds_every_batchnorm_while_the_rest_trains(halves):
+    start = transfer.fresh_cnn(width=4, seed=0)
+    target = halves.target(4, seed=0)
+    tuned, _ = transfer.finetune(start, target, steps=5, batch_size=8, seed=0, freeze_bn=True)
+    for (name, before), after in zip(start.state_dict().items(), tuned.state_dict().values()):
+        if ".bn." in name:  # statistics, scale and shift: all exactly the pretrained ones
+            assert torch.equal(before, after), name
+    assert not torch.equal(tuned.features.block4.conv.weight, start.features.block4.conv.weight)
+    with pytest.raises(ValueError, match="choose one"):
+        transfer.finetune(start, target, steps=1, frozen_groups=1, train_bn=True, freeze_bn=True)

@@ -136,6 +136,20 @@ def freeze(model: nn.Module, up_to: int | str, train_bn: bool = False) -> nn.Mod
     return set_bn_eval(model.train(model.training))  # frozen BN drops to eval, the rest keeps its mode
 
 
+def freeze_bn(model: nn.Module) -> nn.Module:
+    """Hold every BatchNorm at its pretrained statistics, scale and shift, in trained groups too.
+
+    detectron2's FrozenBatchNorm2d: with small batches from a new domain, batch statistics are noisy
+    and the running ones drift away from what the pretrained layers above expect.
+    """
+    for m in inputs.module(model).modules():
+        if isinstance(m, BATCH_NORMS):
+            for p in m.parameters(recurse=False):
+                p.requires_grad = False
+            hold_in_eval(m, frozen=True)
+    return model
+
+
 def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
     """Make groups trainable from `from_group` (index or name) to the head; earlier groups stay as they are.
 

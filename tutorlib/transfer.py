@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import inputs
+from . import inputs, surgery
 from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
 from .models import efficientnet_lite, small_cnn, split
@@ -121,7 +121,8 @@ def probe_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset
 
 def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float = 1e-3, batch_size: int = 32,
              seed: int = 0, new_head: bool = True, frozen_groups: int = 0, train_bn: bool = False,
-             in_place: bool = False, cache: bool = False, **fit_kwargs) -> tuple[nn.Module, History]:
+             in_place: bool = False, cache: bool = False, freeze_bn: bool = False,
+             **fit_kwargs) -> tuple[nn.Module, History]:
     """Fine-tune for a fixed number of steps; return the tuned model (in eval mode) and its History.
 
     new_head: replace the classifier by a fresh one for the target's classes (False keeps it, e.g.
@@ -130,7 +131,9 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
     in_place: train `model` itself (needed when `param_groups` or a `loss_fn` refer to its parameters);
     by default a copy is trained, so one pretrained model can start many runs. cache: run the frozen
     groups once over the data and train the rest on their output (`models.split`): the same result as
-    freezing them (BatchNorm frozen too), at the cost of the trainable top alone. Any other keyword goes
+    freezing them (BatchNorm frozen too), at the cost of the trainable top alone. freeze_bn: hold every
+    BatchNorm at its pretrained statistics, scale and shift, in the trained groups too
+    (`surgery.freeze_bn`). Any other keyword goes
     to `train.fit` (val, loss_fn, optimizer, clip_grad_norm, warmup_steps, ...).
     """
     inputs.module(model)
@@ -140,6 +143,11 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
         replace_head(tuned, int(inputs.class_dataset(target_train, "target_train")[1].max()) + 1)
     if frozen_groups:
         freeze(tuned, frozen_groups, train_bn=train_bn)
+    if freeze_bn:
+        if train_bn:
+            raise ValueError("freeze_bn=True holds every BatchNorm fixed and train_bn=True trains the frozen groups' "
+                             "BatchNorm: choose one.")
+        surgery.freeze_bn(tuned)
     trained, data = tuned, target_train
     if cache:
         trained, data, fit_kwargs = _cached_top(tuned, target_train, frozen_groups, train_bn, fit_kwargs)
