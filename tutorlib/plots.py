@@ -88,7 +88,11 @@ def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> No
     if ylabel is not None:
         ax.set_ylabel(ylabel)
     if ax.get_legend() is not None:  # outside the axes, so it never hides data
-        ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        longest = max((len(t.get_text()) for t in ax.get_legend().get_texts()), default=0)
+        if longest > 24:  # long names: below the plot, where they do not squeeze it
+            ax.legend(frameon=False, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22))
+        else:
+            ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
