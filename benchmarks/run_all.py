@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_cache  # noqa: E402
 import bench_data  # noqa: E402
 import bench_load  # noqa: E402
 import bench_loop  # noqa: E402
@@ -27,7 +28,7 @@ import bench_time_to_accuracy  # noqa: E402
 import bench_utilisation  # noqa: E402
 from common import machine, table  # noqa: E402
 
-SECTIONS = {"loop": bench_loop, "data": bench_data, "probe": bench_probe,
+SECTIONS = {"loop": bench_loop, "data": bench_data, "probe": bench_probe, "cache": bench_cache,
             "time_to_accuracy": bench_time_to_accuracy, "utilisation": bench_utilisation}
 NOTES = HERE / "NOTES.md"
 

@@ -342,6 +342,20 @@ RAW_CASES = {
     "load_halves of a profile name": (lambda: __import__("tutorlib").transfer.load_halves("quick"), TypeError,
                                       "profile.current('quick')"),
     "digits at an unknown size": (lambda: data.load_dataset("digits", "train", "huge"), ValueError, "'small', 'full'"),
+    # cutting a model and fine-tuning its top on cached activations
+    "finetune with cache='yes'": (lambda: __import__("tutorlib").transfer.finetune(
+        tiny_cnn(), (IMAGES, LABELS), steps=1, frozen_groups=1, cache="yes"), TypeError, "True or False"),
+    "lite0 with pretrained='no'": (lambda: __import__("tutorlib").transfer.lite0(pretrained="no"), TypeError,
+                                   "True or False"),
+    "split of a plain Sequential": (lambda: models.split(nn.Sequential(nn.Flatten(), nn.Linear(144, 3)), 1), TypeError,
+                                    "surgery.freeze"),
+    "split through the head": (lambda: models.split(tiny_cnn(), "head"), ValueError, "head must stay on top"),
+    "split at an unknown group": (lambda: models.split(tiny_cnn(), "blocks.4"), ValueError, "block1"),
+    "probe_by_stage at the head": (lambda: __import__("tutorlib").transfer.probe_by_stage(
+        tiny_cnn(), (IMAGES, LABELS), (IMAGES, LABELS), ["head"]), ValueError, "stages, input to head"),
+    "group_gradient_norms before backward": (lambda: analysis.group_gradient_norms(tiny_cnn()), ValueError, "backward()"),
+    "fit on activations with NaN": (lambda: train.fit(nn.Flatten(), (torch.full((4, 2, 2, 2), float("nan")), LABELS[:4]),
+                                                      steps=1, lr=1e-3, activations=True), ValueError, "NaN"),
 }
 
 

@@ -202,12 +202,17 @@ def test_probe_by_stage_scores_every_stage_and_names_unknown_ones(halves):
     assert table["probe accuracy"].between(0, 1).all() and table.features.tolist() == [4, 4, 8, 8]
     with pytest.raises(ValueError, match="block1"):
         transfer.probe_by_stage(model, halves.target(4, seed=0), halves.b_test_sample(10), ["head"])
+    one = transfer.probe_by_stage(model, halves.target(4, seed=0), halves.b_test_sample(10), "block2")
+    assert one.stage.tolist() == ["block2"]  # one name is one stage, not its letters
 
 
 def test_b_test_sample_is_fixed_and_stratified(halves):
     sample = halves.b_test_sample(7)
     assert sample[1].bincount().tolist() == [7] * 5 and torch.equal(sample[0], halves.b_test_sample(7)[0])
     assert len(halves.b_test_sample(10**6)[1]) == len(halves.b_test[1])  # capped at the whole test set
+    for bad in (0, "10", 2.5):
+        with pytest.raises((TypeError, ValueError), match="per_class"):
+            halves.b_test_sample(bad)
 
 
 def test_lite0_takes_course_images_and_its_random_weights_follow_the_seed(lite_random):

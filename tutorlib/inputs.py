@@ -71,6 +71,13 @@ def positive(value, name: str) -> float:
     return real(value, name, 0.0, low_open=True)
 
 
+def flag(value, name: str) -> bool:
+    """A True/False option (a string such as "no" would be truthy and silently mean yes)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}.")
+    return value
+
+
 def seed(value) -> int:
     """A seed: a whole number from 0 to 2**32 - 1 (what Python, NumPy and torch all accept)."""
     if value is None:

@@ -46,7 +46,8 @@ class Halves:
 
     def b_test_sample(self, per_class: int) -> Dataset:
         """A fixed, stratified part of B's test set, for models too slow to score on all of it (Lite0)."""
-        return take(self.b_test, few_shot(self.b_test[1], min(per_class, int(self.b_test[1].bincount().min())), seed=0))
+        per_class = min(inputs.integer(per_class, "per_class", 1), int(self.b_test[1].bincount().min()))
+        return take(self.b_test, few_shot(self.b_test[1], per_class, seed=0))
 
 
 def load_halves(prof: profiles.Profile | None = None) -> Halves:
@@ -99,7 +100,7 @@ LITE0_PIXELS = 64  # Lite0 shrinks images 32x: at 32 px its last stage sees 1 x 
 def lite0(pretrained: bool = True, seed: int = 0) -> nn.Module:
     """ImageNet EfficientNet-Lite0 fed the course's 28 x 28 grey images at 64 px (random weights from `seed` if not pretrained)."""
     seed_everything(seed)
-    return efficientnet_lite("lite0", pretrained=pretrained, input_size=LITE0_PIXELS)
+    return efficientnet_lite("lite0", pretrained=inputs.flag(pretrained, "pretrained"), input_size=LITE0_PIXELS)
 
 
 def pretrain(source: Dataset, *, steps: int, width: int = 16, depth: int = 4, lr: float = 3e-3,
@@ -137,6 +138,8 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
     to `train.fit` (val, loss_fn, optimizer, clip_grad_norm, warmup_steps, ...).
     """
     inputs.module(model)
+    for name, value in dict(new_head=new_head, train_bn=train_bn, in_place=in_place, cache=cache, freeze_bn=freeze_bn).items():
+        inputs.flag(value, name)
     tuned = model if in_place else copy.deepcopy(model)
     seed_everything(seed)  # the new head's initial weights depend on the seed alone
     if new_head:
@@ -220,7 +223,7 @@ def probe_by_stage(model: nn.Module, target_train: Dataset, target_test: Dataset
     Yosinski et al. 2014 asked it by freezing; a probe per stage asks it in one forward pass per stage.
     """
     names = [name for name, _ in layer_groups(model)][:-1]
-    stages = names if stages is None else list(stages)
+    stages = names if stages is None else [stages] if isinstance(stages, str) else list(stages)
     unknown = [s for s in stages if s not in names]
     if unknown:
         raise ValueError(f"Unknown stage(s) {unknown}; this model's stages, input to head: {names}.")

@@ -132,13 +132,18 @@ def _numbers(verdict: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in verdict["numbers"].items())
 
 
+def model_of(verdict: dict) -> str:
+    """Which network a verdict is about: the ImageNet model when its claim names Lite0, else the course CNNs."""
+    return "ImageNet Lite0" if "Lite0" in verdict["claim"] else "course CNNs"
+
+
 def _verdict_rows(verdicts: list[dict]) -> str:
     rows = []
     for v in verdicts:
         numbers = _numbers(v)
-        rows.append(f"<tr><td class='{v['status'].lower()}'>{v['status']}</td><td>{html.escape(v['claim'])}</td>"
-                    f"<td><code>{html.escape(numbers)}</code></td></tr>")
-    return "\n".join(rows) or "<tr><td colspan=3>no verdicts recorded</td></tr>"
+        rows.append(f"<tr><td class='{v['status'].lower()}'>{v['status']}</td><td>{model_of(v)}</td>"
+                    f"<td>{html.escape(v['claim'])}</td><td><code>{html.escape(numbers)}</code></td></tr>")
+    return "\n".join(rows) or "<tr><td colspan=4>no verdicts recorded</td></tr>"
 
 
 def _paper_rows(chapters: list[dict]) -> str:
@@ -148,11 +153,11 @@ def _paper_rows(chapters: list[dict]) -> str:
         for v in ch["verdicts"]:
             if v.get("paper"):
                 numbers = _numbers(v)
-                rows.append(f"<tr><td>{ch['name'][:2]}</td>"
+                rows.append(f"<tr><td>{ch['name'][:2]}</td><td>{model_of(v)}</td>"
                             f"<td>{html.escape(v['paper'])}</td><td>{html.escape(v['claim'])}<br>"
                             f"<code>{html.escape(numbers)}</code></td>"
                             f"<td class='{v['status'].lower()}'>{v['status']}</td></tr>")
-    return "\n".join(rows) or "<tr><td colspan=4>no verdict names a paper</td></tr>"
+    return "\n".join(rows) or "<tr><td colspan=5>no verdict names a paper</td></tr>"
 
 
 def write_index(chapters: list[dict], profile: str, seconds: float, out_dir: Path) -> Path:
@@ -164,7 +169,7 @@ def write_index(chapters: list[dict], profile: str, seconds: float, out_dir: Pat
         sections.append(f"<h3><a href='{ch['name']}.html'>{ch['name']}</a></h3>"
                         f"<p>{status} in {ch['seconds']:.0f} s, peak memory {ch['peak_mib']:.0f} MiB, "
                         f"seeds {seeds or 'n/a'}</p>"
-                        f"<table><tr><th>status</th><th>claim</th><th>measured</th></tr>"
+                        f"<table><tr><th>status</th><th>model</th><th>claim</th><th>measured</th></tr>"
                         f"{_verdict_rows(ch['verdicts'])}</table>")
     counts = {k: sum(v["status"] == k for ch in chapters for v in ch["verdicts"]) for k in ("PASS", "FAIL", "REPORTED")}
     failed = sum(1 for ch in chapters if ch["error"])
@@ -181,10 +186,11 @@ code{{font-size:85%}}.pass{{color:#1a7f37}}.fail{{color:#cf222e}}.reported{{colo
 <p>PASS: an asserted comparison of two measured arms that held on every seed of this run by the minimum
 effect named in its claim (<code>check.paired</code>), or a rank agreement above its threshold, with the
 chance rate of that threshold in the claim (<code>check.rank_agreement</code>). A diverged or NaN arm counts
-as a failure. REPORTED: measured and shown with its per-seed numbers, not asserted (it did not hold on
+as a failure. The model column says whether a finding is about the course CNNs or about ImageNet
+EfficientNet-Lite0 (a claim that names Lite0). REPORTED: measured and shown with its per-seed numbers, not asserted (it did not hold on
 every seed we tried, or it could not fail). FAIL: an assertion that did not hold in this run.</p>
 <h2>Our numbers beside the papers'</h2>
-<table><tr><th>ch.</th><th>the paper measured</th><th>we measured (this run)</th><th>status</th></tr>
+<table><tr><th>ch.</th><th>model</th><th>the paper measured</th><th>we measured (this run)</th><th>status</th></tr>
 {_paper_rows(chapters)}</table>
 <h2>Chapters</h2>{''.join(sections)}</body></html>"""
     out = out_dir / "course" / "index.html"
