@@ -263,7 +263,7 @@ def split(model: nn.Module, frozen_groups: int | str) -> tuple[nn.Sequential, nn
     """(bottom, top): the first `frozen_groups` layer groups and everything after; top(bottom(x)) == model(x).
 
     Why: a frozen bottom gives the same output every step, so it can run once over the data and the
-    top can train on what it produced (Yosinski-style freezing at the cost of the top alone).
+    top can train on (and be scored on) what it produced: Yosinski-style freezing without re-running the bottom.
     """
     chain = stages(model)
     groups = layer_groups(model)

@@ -132,7 +132,7 @@ def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float =
     in_place: train `model` itself (needed when `param_groups` or a `loss_fn` refer to its parameters);
     by default a copy is trained, so one pretrained model can start many runs. cache: run the frozen
     groups once over the data and train the rest on their output (`models.split`): the same result as
-    freezing them (BatchNorm frozen too), at the cost of the trainable top alone. freeze_bn: hold every
+    freezing them (BatchNorm frozen too), without the frozen groups' forward pass at every step. freeze_bn: hold every
     BatchNorm at its pretrained statistics, scale and shift, in the trained groups too
     (`surgery.freeze_bn`). Any other keyword goes
     to `train.fit` (val, loss_fn, optimizer, clip_grad_norm, warmup_steps, ...).
