@@ -105,7 +105,8 @@ def test_nbgrader_round_trip_agrees_with_course_grade(tmp_path):
     submitted = tmp_path / "submitted" / "alice" / "ch06"
     submitted.mkdir(parents=True)
     nbformat.write(released, submitted / chapter.name)
-    graded = _run(f"nbgrader autograde ch06 --CourseDirectory.root={tmp_path} --force --create", tmp_path)
+    graded = _run(f"nbgrader autograde ch06 --CourseDirectory.root={tmp_path} --force --create "
+                  f"--Execute.timeout=600", tmp_path)  # as the README says: cells run longer than nbgrader's 30 s
     assert graded.returncode == 0, graded.stderr[-2000:]
     from nbgrader.api import Gradebook
 

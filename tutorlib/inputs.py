@@ -105,7 +105,9 @@ def images(x, name: str = "images", unit_range: bool = True) -> torch.Tensor:
         x = x.float()
     lo, hi = float(x.min()), float(x.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name} contain NaN or inf; replace them (a diverged model produced them?).")
+        kind = "images must be finite and lie in [0, 1]" if unit_range else "activations must be finite"
+        raise ValueError(f"{name} contain NaN or inf ({kind}). Replace them, e.g. with torch.nan_to_num, "
+                         f"or find the step that produced them.")
     if unit_range and (lo < -1e-6 or hi > 1 + 1e-6):
         raise ValueError(f"{name} must lie in [0, 1], found values in [{lo:.3g}, {hi:.3g}]. Divide uint8 images "
                          f"by 255 and replace NaN; models that need normalisation do it themselves.")
