@@ -233,3 +233,32 @@ def test_freeze_bn_holds_every_batchnorm_while_the_rest_trains(halves):
     assert not torch.equal(tuned.features.block4.conv.weight, start.features.block4.conv.weight)
     with pytest.raises(ValueError, match="choose one"):
         transfer.finetune(start, target, steps=1, frozen_groups=1, train_bn=True, freeze_bn=True)
+
+
+def test_derive_gives_one_fixed_seed_per_purpose_and_names_a_bad_purpose():
+    from tutorlib import seeds
+    assert seeds.derive(0, "draw 1") == seeds.derive(0, "draw 1")  # same on every run and machine
+    drawn = {seeds.derive(s, f"draw {k}") for s in range(3) for k in range(3)}
+    assert len(drawn) == 9  # seed + k would make seed 0's draw 1 equal seed 1's draw 0
+    assert all(0 <= d < 2**32 for d in drawn)
+    with pytest.raises(ValueError, match="non-empty string"):
+        seeds.derive(0, "")
+    with pytest.raises(TypeError, match="whole number"):
+        seeds.derive(0.5, "draw 0")
+
+
+def test_positive_control_pairs_each_draw_and_refuses_models_without_a_random_twin(halves):
+    model = transfer.fresh_cnn(4, 2, 5, seed=0)
+    table = transfer.positive_control(model, halves, seed=3, shots=2, draws=2, steps=2)
+    assert sorted(table.draw.unique()) == [0, 1] and set(table.seed) == {3}
+    assert set(table.measure) == {"fine-tune", "probe block1", "probe block2"}
+    assert (table.gain == table["pretrained"] - table["random init"]).all()
+    again = transfer.positive_control(model, halves, seed=3, shots=2, draws=2, steps=2, probe=False)
+    assert set(again.measure) == {"fine-tune"}  # and the same numbers: each draw's seed is derived, not global
+    assert again.set_index("draw")["gain"].equals(table[table.measure == "fine-tune"].set_index("draw")["gain"])
+    with pytest.raises(TypeError, match="load_halves"):
+        transfer.positive_control(model, (halves.b_train, halves.b_test), seed=0)
+    with pytest.raises(TypeError, match="lite0"):
+        transfer.positive_control(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5)), halves, seed=0)
+    with pytest.raises(ValueError, match="draws"):
+        transfer.positive_control(model, halves, seed=0, draws=0)

@@ -29,6 +29,20 @@ def stream(seed: int, purpose: str) -> torch.Generator:
     flipped exactly the images that `fit(seed=0)` shows first, so the last batches of the first epoch
     were all clean, and noise looked milder than it is.
     """
+    return torch.Generator().manual_seed(_digest(seed, purpose, 8))
+
+
+def derive(seed: int, purpose: str) -> int:
+    """A new seed for one purpose ("draw 3", ...), for helpers that take an int seed rather than a generator.
+
+    Seed 0's third draw and seed 1's second must not coincide, as `seed + k` would make them.
+    """
+    return _digest(seed, purpose, 4)
+
+
+def _digest(seed: int, purpose: str, size: int) -> int:
+    """`size` bytes of sha256("purpose:seed") as a whole number: the same on every machine and Python."""
     seed = inputs.seed(seed)
-    digest = hashlib.sha256(f"{purpose}:{seed}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+    if not isinstance(purpose, str) or not purpose:
+        raise ValueError(f"purpose must be a non-empty string such as \"label_noise\", got {purpose!r}.")
+    return int.from_bytes(hashlib.sha256(f"{purpose}:{seed}".encode()).digest()[:size], "little")

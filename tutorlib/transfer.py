@@ -26,7 +26,7 @@ from . import inputs, surgery
 from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
 from .models import efficientnet_lite, small_cnn, split
-from .seeds import seed_everything
+from .seeds import derive, seed_everything
 from .surgery import freeze, layer_groups, replace_head
 from .train import History, evaluate, extract_features, fit, linear_probe, predict
 
@@ -241,6 +241,41 @@ def probe_by_stage(model: nn.Module, target_train: Dataset, target_test: Dataset
 def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:
     """Test accuracy on the target after `finetune` (of a copy: `model` is left as it was)."""
     return evaluate(finetune(model, target_train, **kwargs)[0], target_test)["accuracy"]
+
+
+def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots: int = 5, draws: int = 8,
+                     steps: int = 120, probe: bool = True) -> pd.DataFrame:
+    """`pretrained` against the same CNN at random initialisation on B: does pretraining help at all?
+
+    The control every comparison of sources needs: if pretraining does not beat no pretraining, the
+    differences between sources are noise. Each of `draws` rounds gets its own few-shot target, random
+    init and batch order (`derive(seed, "draw k")`); the seed's verdict is the mean over the rounds.
+    Both arms are fine-tuned whole with a new head (`finetune`), and optionally probed block by block.
+    """
+    if not isinstance(halves, Halves):
+        raise TypeError(f"halves must be the Halves from transfer.load_halves(), got {type(halves).__name__}.")
+    config = getattr(inputs.module(pretrained, "pretrained"), "config", None)
+    if not isinstance(config, dict) or "width" not in config:
+        raise TypeError(f"positive_control compares a course CNN (models.small_cnn) with its random twin, got "
+                        f"{type(pretrained).__name__}; for Lite0 compare transfer.lite0() with lite0(pretrained=False).")
+    shots, draws, steps = (inputs.integer(v, n, 1) for v, n in ((shots, "shots"), (draws, "draws"), (steps, "steps")))
+    rows = []
+    for k in range(draws):
+        draw_seed = derive(seed, f"draw {k}")
+        target = halves.target(shots, draw_seed)
+        arms = {"pretrained": pretrained, "random init": fresh_cnn(config["width"], config["depth"], 5, draw_seed)}
+        scores = {arm: {"fine-tune": finetune_accuracy(net, target, halves.b_test, steps=steps, seed=draw_seed)}
+                  for arm, net in arms.items()}
+        if probe:
+            for arm, net in arms.items():
+                by_stage = probe_by_stage(net, target, halves.b_test)
+                scores[arm].update({f"probe {s}": a for s, a in zip(by_stage.stage, by_stage["probe accuracy"])})
+        rows += [{"seed": seed, "draw": k, "labels per class": shots, "measure": measure,
+                  "pretrained": scores["pretrained"][measure], "random init": scores["random init"][measure]}
+                 for measure in scores["pretrained"]]
+    table = pd.DataFrame(rows)
+    table["gain"] = table["pretrained"] - table["random init"]
+    return table
 
 
 def probe_comparison(photos: Dataset, train_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:
