@@ -353,6 +353,9 @@ RAW_CASES = {
     "split at an unknown group": (lambda: models.split(tiny_cnn(), "blocks.4"), ValueError, "block1"),
     "probe_by_stage at the head": (lambda: __import__("tutorlib").transfer.probe_by_stage(
         tiny_cnn(), (IMAGES, LABELS), (IMAGES, LABELS), ["head"]), ValueError, "stages, input to head"),
+    "positive_control of a plain Sequential": (lambda: __import__("tutorlib").transfer.positive_control(
+        nn.Sequential(nn.Flatten(), nn.Linear(144, 3)), None, 0), TypeError, "load_halves"),
+    "derive with an empty purpose": (lambda: __import__("tutorlib").seeds.derive(0, ""), ValueError, "non-empty string"),
     "group_gradient_norms before backward": (lambda: analysis.group_gradient_norms(tiny_cnn()), ValueError, "backward()"),
     "fit on activations with NaN": (lambda: train.fit(nn.Flatten(), (torch.full((4, 2, 2, 2), float("nan")), LABELS[:4]),
                                                       steps=1, lr=1e-3, activations=True), ValueError, "NaN"),
