@@ -217,6 +217,31 @@ def test_altered_checkpoint_gives_both_hashes(checkpoint_copy):
     assert "altered" in message and info["sha256"] in message and actual in message and str(path) in message
 
 
+class Payload:
+    """Stands for code hidden in a pickle: loading it would need weights_only=False."""
+
+
+def test_checkpoint_that_holds_objects_is_refused_without_unsafe_advice(checkpoint_copy):
+    path, manifest_path, info = checkpoint_copy
+    torch.save({"head.bias": Payload()}, path)
+    info = {**info, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+    manifest_path.write_text(json.dumps({"checkpoints": {"A_w8": info}}))  # even with a matching hash
+    with pytest.raises(ValueError) as err:
+        models.load_checkpoint("A_w8")
+    message = str(err.value)
+    assert "tensors only" in message and "make checkpoints" in message
+    assert "weights_only=False" not in message and err.value.__cause__ is None
+
+
+def test_checkpoint_that_is_not_a_state_dict(checkpoint_copy):
+    path, manifest_path, info = checkpoint_copy
+    torch.save([torch.zeros(2)], path)
+    info = {**info, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+    manifest_path.write_text(json.dumps({"checkpoints": {"A_w8": info}}))
+    with pytest.raises(ValueError, match="holds a list, not a state dict"):
+        models.load_checkpoint("A_w8")
+
+
 def test_checkpoint_of_another_architecture(checkpoint_copy):
     _, manifest_path, info = checkpoint_copy
     info = {**info, "architecture": {**info["architecture"], "width": 16}}

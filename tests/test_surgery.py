@@ -139,10 +139,33 @@ def test_prune_magnitude_reaches_the_asked_sparsity():
     model = models.small_cnn(16, 4, 5)
     surgery.prune_magnitude(model, 0.7)
     assert sparsity(model) == pytest.approx(0.7, abs=0.01)
-    surgery.prune_magnitude(model, 0.0, permanent=True)
+    surgery.prune_magnitude(model, 0.7)  # `amount` is the sparsity to end with, not a fraction of what is left
     assert sparsity(model) == pytest.approx(0.7, abs=0.01)
+    surgery.prune_magnitude(model, 0.7, permanent=True)
+    assert sparsity(model) == pytest.approx(0.7, abs=0.01) and not hasattr(model.head, "weight_mask")
+    surgery.prune_magnitude(model, 0.9)
+    assert sparsity(model) == pytest.approx(0.9, abs=0.01)
+    with pytest.raises(ValueError, match="already pruned to 90"):
+        surgery.prune_magnitude(model, 0.5)
     with pytest.raises(ValueError):
         surgery.prune_magnitude(model, 1.5)
+
+
+def test_gradient_norms_of_a_pruned_model_are_read_from_the_weights_that_train():
+    from tutorlib.analysis import gradient_norms
+
+    model = surgery.prune_magnitude(models.small_cnn(8, 2, 3), 0.5)
+    torch.nn.functional.cross_entropy(model(torch.rand(4, 1, 28, 28)), torch.tensor([0, 1, 2, 0])).backward()
+    norms = gradient_norms(model)
+    assert len(norms) == 3 and (norms > 0).all()
+
+
+def test_replace_head_keeps_the_model_dtype():
+    model = surgery.replace_head(models.small_cnn(8, 2, 3).double(), 5)
+    assert model.head.weight.dtype == torch.float64
+    assert model(torch.rand(2, 1, 28, 28, dtype=torch.float64)).shape == (2, 5)
+    lite = surgery.replace_head(models.efficientnet_lite("lite0", pretrained=False).double(), 4)
+    assert lite.get_classifier().weight.dtype == torch.float64
 
 
 def test_prune_after_fit_and_retrain_keeps_zeros(blobs):
@@ -172,3 +195,18 @@ def test_train_only_trains_exactly_the_named_groups():
     assert model.features.block1.bn.training and not model.features.block3.bn.training
     with pytest.raises(ValueError, match="block1"):
         surgery.train_only(model, ["blok1"])
+
+
+def test_a_pruned_model_compares_with_its_pretrained_weights_name_by_name():
+    from tutorlib import analysis, losses
+
+    model = models.small_cnn(8, 2, 3)
+    reference = losses.snapshot(model)
+    surgery.prune_magnitude(model, 0.5)
+    distance = analysis.weight_distance(model, reference)
+    masked = model.features.block1.conv.weight
+    assert distance["block1"] > 0  # the pruned conv counts: half its weights moved to 0
+    assert losses.snapshot(model)["features.block1.conv.weight"].equal(masked.detach())
+    penalty = losses.l2sp_penalty(model, reference, alpha=2.0)
+    penalty.backward()
+    assert model.features.block1.conv.weight_orig.grad is not None and float(penalty.detach()) > 0

@@ -24,6 +24,27 @@ def test_fit_learns_a_separable_task(blobs):
     assert set(history.to_frame().columns) == {"train_loss", "val_loss", "val_accuracy"}
 
 
+class NanWhenEvaluated(nn.Module):
+    """A network that trains normally but gives NaN logits in eval mode (a broken validation pass)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_cnn()
+
+    def forward(self, x):
+        out = self.net(x)
+        return out if self.training else out * float("nan")
+
+
+def test_nan_validation_loss_with_early_stopping_is_a_clear_error(blobs):
+    model = NanWhenEvaluated()
+    with pytest.raises(train.TrainingDiverged, match="validation loss of nan.*clip_grad_norm") as err:
+        train.fit(model, blobs, blobs, epochs=3, lr=1e-2, batch_size=16, early_stopping=2, seed=0, progress=False)
+    assert err.value.history.stopped_reason == "diverged" and len(err.value.history.val_loss) == 1
+    without = train.fit(NanWhenEvaluated(), blobs, blobs, epochs=2, lr=1e-2, batch_size=16, seed=0, progress=False)
+    assert without.stopped_reason == "completed" and math.isnan(without.val_loss[-1])  # recorded, not hidden
+
+
 def test_warmup_then_cosine_schedule(blobs):
     history = train.fit(tiny_cnn(), blobs, epochs=4, lr=0.1, batch_size=9, warmup_steps=10,
                         seed=0, progress=False)

@@ -16,7 +16,7 @@ import torch.nn as nn
 from . import inputs
 from .evaluation import input_mismatch, is_shape_error, modes_kept, predict
 from .inputs import Data
-from .losses import check_reference
+from .losses import check_reference, named_weights
 from .surgery import layer_groups
 
 
@@ -46,8 +46,8 @@ def weight_distance(model: nn.Module, reference: dict[str, torch.Tensor]) -> pd.
 
     A group with no parameter of the reference's shape (a head re-sized by `replace_head`) gets NaN.
     """
-    params = dict(inputs.module(model).named_parameters())
-    names = {id(p): n for n, p in params.items()}
+    current = {id(p): (n, w) for n, p, w in named_weights(inputs.module(model))}  # a pruned layer: its masked weight
+    params = dict(current.values())
     shared = [n for n, p in params.items() if isinstance(reference, dict) and n in reference
               and getattr(reference[n], "shape", None) == p.shape]
     if not shared:
@@ -56,8 +56,9 @@ def weight_distance(model: nn.Module, reference: dict[str, torch.Tensor]) -> pd.
     check_reference(model, reference, shared)
     out = {}
     for group, module in layer_groups(model):
-        diffs = [(p.detach() - reference[names[id(p)]]).square().sum() for p in module.parameters()
-                 if names.get(id(p)) in reference and reference[names[id(p)]].shape == p.shape]
+        pairs = [current[id(p)] for p in module.parameters() if id(p) in current]
+        diffs = [(p.detach() - reference[n]).square().sum() for n, p in pairs
+                 if n in reference and reference[n].shape == p.shape]
         out[group] = float(torch.stack(diffs).sum().sqrt()) if diffs else float("nan")
     return pd.Series(out, name="distance")
 
@@ -65,9 +66,11 @@ def weight_distance(model: nn.Module, reference: dict[str, torch.Tensor]) -> pd.
 # ----------------------------------------------------------------------------- gradients
 def gradient_norms(model: nn.Module) -> pd.Series:
     """L2 norm of the weight gradient of every layer that has one, input side first (after backward)."""
-    norms = {name: float(m.weight.grad.norm()) for name, m in inputs.module(model).named_modules()
-             if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.grad is not None
-             and m.weight.ndim > 1}  # conv and linear weights; norm layers' scales are left out
+    # A pruned layer trains `weight_orig` (its `weight` is weight_orig * mask), so its gradient is there.
+    weights = {name: getattr(m, "weight_orig", getattr(m, "weight", None)) for name, m in inputs.module(model).named_modules()}
+    norms = {name: float(w.grad.norm()) for name, w in weights.items()
+             if isinstance(w, torch.Tensor) and w.grad is not None
+             and w.ndim > 1}  # conv and linear weights; norm layers' scales are left out
     if not norms:
         raise ValueError("No layer has a gradient yet: run a forward pass and `loss.backward()` first "
                          "(and check that the weights have requires_grad=True).")

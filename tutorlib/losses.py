@@ -30,13 +30,28 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
+def named_weights(model: nn.Module) -> list[tuple[str, nn.Parameter, torch.Tensor]]:
+    """(name, parameter, the tensor its layer computes with) for every parameter.
+
+    A layer pruned by `surgery.prune_magnitude` trains `weight_orig` and computes with the masked
+    `weight`; it is listed under the plain name, so pruned and unpruned models compare name by name.
+    """
+    out = []
+    for module_name, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            plain = name.removesuffix("_orig")
+            used = plain if plain != name and hasattr(module, plain + "_mask") else name
+            out.append((f"{module_name}.{used}" if module_name else used, p, getattr(module, used)))
+    return out
+
+
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """Detached copies of the model's parameters: a reference that later training cannot move.
 
     `model.state_dict()` shares memory with the live weights, so an L2-SP penalty or weight distance
     measured against it is always 0. Take the reference with this instead.
     """
-    return {name: p.detach().clone() for name, p in inputs.module(model).named_parameters()}
+    return {name: w.detach().clone() for name, _, w in named_weights(inputs.module(model))}
 
 
 def check_reference(model: nn.Module, reference: dict[str, torch.Tensor], names: list[str]) -> None:
@@ -44,7 +59,7 @@ def check_reference(model: nn.Module, reference: dict[str, torch.Tensor], names:
     if not isinstance(reference, dict):
         raise TypeError(f"reference must be a dict of name -> tensor (losses.snapshot(model)), got "
                         f"{type(reference).__name__}.")
-    params = dict(model.named_parameters())
+    params = {n: w for n, _, w in named_weights(model)}
     missing = [n for n in names if n not in reference]
     if missing:
         raise ValueError(f"reference lacks {len(missing)} of the model's parameters (e.g. {missing[:3]}). "
@@ -63,11 +78,12 @@ def l2sp_penalty(model: nn.Module, reference: dict[str, torch.Tensor], alpha: fl
     """Li et al. 2018: alpha/2 * ||w - w_pretrained||^2 over the body; the new head is left out."""
     alpha = inputs.real(alpha, "alpha", 0.0)
     head_ids = {id(p) for p in layer_groups(model)[-1][1].parameters()}
-    names = [n for n, p in model.named_parameters() if id(p) not in head_ids and p.requires_grad]
+    weights = named_weights(model)
+    names = [n for n, p, _ in weights if id(p) not in head_ids and p.requires_grad]
     if not names:
         raise ValueError("l2sp_penalty: the body has no trainable parameters, so the penalty is undefined. "
                          "Unfreeze the body (surgery.unfreeze) or drop the penalty.")
     check_reference(model, reference, names)
-    params = dict(model.named_parameters())
+    params = {n: w for n, _, w in weights}
     terms = [(params[n] - reference[n].to(params[n].device)).square().sum() for n in names]
     return 0.5 * alpha * torch.stack(terms).sum()

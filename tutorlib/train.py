@@ -235,6 +235,17 @@ def _diverged(model, good_state, history, epoch, step, loss, norm, lr) -> Traini
         f"clip_grad_norm=1.0, or warmup_steps=100; and check the inputs for NaN.", history)
 
 
+def _diverged_on_val(model, good_state, history, what: str) -> TrainingDiverged:
+    """The training loss stayed finite but the validation loss did not: keep the best weights, say why."""
+    _restore(model, good_state)
+    history.stopped_reason = "diverged"
+    return TrainingDiverged(
+        f"Training stopped: {what}, though the training loss was finite. The model now holds the best "
+        f"weights seen (or those of the epoch's start), and err.history has the run so far. The network "
+        f"gives inf or NaN logits on the validation images: lower the learning rate or add clip_grad_norm=1.0, "
+        f"and check the validation images for NaN or values far outside [0, 1].", history)
+
+
 @dataclass
 class _Best:
     """Early stopping's memory: the best validation loss, its epoch and a copy of its weights."""
@@ -244,6 +255,10 @@ class _Best:
 
     def update(self, model: nn.Module, history: History, epoch: int, patience: int | None) -> bool:
         """Record this epoch's validation loss; True when patience has run out."""
+        if not math.isfinite(history.val_loss[-1]):  # never better; early stopping cannot judge the run
+            if patience is None:
+                return False
+            raise ValueError(f"early stopping met a validation loss of {history.val_loss[-1]} at epoch {epoch}")
         if history.val_loss[-1] < self.loss:
             self.loss, history.best_epoch, self.state = history.val_loss[-1], epoch, copy.deepcopy(model.state_dict())
             return False
@@ -344,9 +359,12 @@ def _loop(model, tensors, val, groups, total_steps, generator, cfg) -> History:
                                 opt.param_groups[-1]["lr"]) from None
             _end_of_epoch(model, history, val, cfg["device"], started, losses)
             bar.set_postfix(history.latest())
-            if val is not None and best.update(model, history, epoch, cfg["early_stopping"]):
-                history.stopped_reason = "early_stopping"
-                break
+            try:
+                if val is not None and best.update(model, history, epoch, cfg["early_stopping"]):
+                    history.stopped_reason = "early_stopping"
+                    break
+            except ValueError as bad:
+                raise _diverged_on_val(model, best.state or good_state, history, str(bad)) from None
             epoch += 1
         else:
             history.stopped_reason = "completed"
