@@ -1,4 +1,5 @@
-# The course's commands. Each target creates .venv on first use and installs tutorlib into it.
+# The course's commands. Each target creates .venv on first use and installs tutorlib into it, then runs
+# the same `python -m ...` command the README gives for a machine without make.
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
@@ -16,19 +17,19 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 course: $(STAMP)  ## execute the seven notebooks and write the HTML write-up under build/course/
-	TUTORLIB_PROFILE=$(PROFILE) $(PY) -m tutorlib.course build
+	$(PY) -m tutorlib.course build --profile $(PROFILE)
 
 student: $(STAMP)  ## exercise notebooks for students (solutions replaced by stubs) in build/student/
 	$(PY) -m tutorlib.course student
 
 test: $(STAMP)  ## unit tests + every notebook executed by nbval in the quick profile
-	TUTORLIB_PROFILE=quick $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(PY) -m tutorlib.course test
 
 unit: $(STAMP)  ## the unit tests alone (no notebooks, no whole-chapter runs): under a minute
-	TUTORLIB_PROFILE=quick $(PY) -m pytest tests -m "not slow" -p no:cacheprovider
+	$(PY) -m tutorlib.course unit
 
 confirm: $(STAMP)  ## every verdict on a second seed set (quick profile, CONFIRM_SEEDS=20,21,22): which held
-	TUTORLIB_PROFILE=quick TUTORLIB_SEEDS=$(CONFIRM_SEEDS) $(PY) -m tutorlib.course build --keep-going --out build/confirm
+	$(PY) -m tutorlib.course confirm --seeds $(CONFIRM_SEEDS)
 
 lab: $(STAMP)  ## open the course in JupyterLab (outputs are stripped from what git sees)
 	-$(VENV)/bin/nbstripout --install --attributes .gitattributes 2>/dev/null && \

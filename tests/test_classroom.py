@@ -1,7 +1,9 @@
 """The classroom kit: student copies that show no answer, grading that agrees with nbgrader, README commands.
 
-The nbgrader round trip runs the real nbgrader on chapter 6 (generate, answer, autograde, read the
-gradebook) and then `python -m tutorlib.course grade` on the same submission: the two must agree.
+The nbgrader round trip runs the real nbgrader on tests/fixtures/mini_chapter.ipynb (generate, answer,
+autograde, read the gradebook) and then `python -m tutorlib.course grade` on the same submission: the
+two must agree. The mini chapter carries the chapters' markup and runs in seconds; nbval already runs
+every chapter, and tests/test_installed_course.py grades a real one.
 """
 import ast
 import os
@@ -88,32 +90,44 @@ def _answer(nb, number: int, source: str) -> None:
     cell.source = source
 
 
+MINI = ROOT / "tests" / "fixtures" / "mini_chapter.ipynb"  # the chapters' exercise markup, runs in seconds
+
+
+def test_the_mini_chapter_carries_the_chapters_markup():
+    """The grading round trips run on the mini chapter; it must look to nbgrader and `grade` like a chapter."""
+    mini = nbformat.read(MINI, as_version=4)
+    chapter = nbformat.read(CHAPTERS[0], as_version=4)
+    assert len(course.exercises(mini)) == 3
+    for nb in (mini, chapter):
+        for solution, check_cell in course.exercises(nb):
+            assert set(nb.cells[solution].metadata["nbgrader"]) == set(chapter.cells[course.exercises(chapter)[0][0]].metadata["nbgrader"])
+            assert set(nb.cells[check_cell].metadata["nbgrader"]) == set(chapter.cells[course.exercises(chapter)[0][1]].metadata["nbgrader"])
+    assert "### BEGIN HIDDEN TESTS" in mini.cells[course.exercises(mini)[0][1]].source
+
+
 @pytest.mark.slow
 def test_nbgrader_round_trip_agrees_with_course_grade(tmp_path):
-    chapter = ROOT / "notebooks" / "06_pretrained_vs_finetuned.ipynb"
-    (tmp_path / "source" / "ch06").mkdir(parents=True)
-    shutil.copy(chapter, tmp_path / "source" / "ch06" / chapter.name)
-    generated = _run(f"nbgrader generate_assignment ch06 --CourseDirectory.root={tmp_path} --force", tmp_path)
+    (tmp_path / "source" / "mini").mkdir(parents=True)
+    shutil.copy(MINI, tmp_path / "source" / "mini" / MINI.name)
+    generated = _run(f"nbgrader generate_assignment mini --CourseDirectory.root={tmp_path} --force", tmp_path)
     assert generated.returncode == 0, generated.stderr[-2000:]
-    released = nbformat.read(tmp_path / "release" / "ch06" / chapter.name, as_version=4)
+    released = nbformat.read(tmp_path / "release" / "mini" / MINI.name, as_version=4)
     assert "HIDDEN TESTS" not in "".join(c.source for c in released.cells)
-    key = nbformat.read(chapter, as_version=4)
-    right = key.cells[course.exercises(key)[0][0]].source  # exercise 1 answered as in the key
-    _answer(released, 1, right)
-    _answer(released, 3, "ft_rows = results[results.method == 'FT']\n"  # plausible but wrong: the *best* shift
-                         "worst_shift = max(SHIFTS, key=lambda k: ft_rows[f'OOD {k}'].mean())")
-    submitted = tmp_path / "submitted" / "alice" / "ch06"
+    key = nbformat.read(MINI, as_version=4)
+    _answer(released, 1, key.cells[course.exercises(key)[0][0]].source)  # exercise 1 answered as in the key
+    _answer(released, 3, "last_group = model.layer_groups()[0][0]")  # plausible but wrong: the input side
+    submitted = tmp_path / "submitted" / "alice" / "mini"
     submitted.mkdir(parents=True)
-    nbformat.write(released, submitted / chapter.name)
-    graded = _run(f"nbgrader autograde ch06 --CourseDirectory.root={tmp_path} --force --create "
-                  f"--Execute.timeout=600", tmp_path)  # as the README says: cells run longer than nbgrader's 30 s
+    nbformat.write(released, submitted / MINI.name)
+    graded = _run(f"nbgrader autograde mini --CourseDirectory.root={tmp_path} --force --create "
+                  f"--Execute.timeout=600", tmp_path)  # as the README says: chapters' cells run longer than 30 s
     assert graded.returncode == 0, graded.stderr[-2000:]
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gradebook:
-        scores = [gradebook.find_grade(f"ch06_ex{n}_check", chapter.stem, "ch06", "alice").score for n in (1, 2, 3)]
+        scores = [gradebook.find_grade(f"mini_ex{n}_check", MINI.stem, "mini", "alice").score for n in (1, 2, 3)]
     assert scores == [1.0, 0.0, 0.0]
-    ours = course.grade(submitted / chapter.name, key=chapter)
+    ours = course.grade(submitted / MINI.name, key=MINI)
     assert [r["status"] for r in ours] == ["correct", "not yet", "not yet"], ours
 
 
@@ -135,7 +149,29 @@ def test_the_readme_commands_are_the_ones_tested_here():
         "make course", "make test", "make lab", "make student",
         ".venv/bin/python -m tutorlib.course grade --profile quick submissions/*.ipynb",
         ".venv/bin/python -m tutorlib.course student --out my-class",
+        # "Without make": run as written from a fresh venv by tests/test_installed_course.py
+        "pip install tutorlib-0.1.0-py3-none-any.whl", "python -m tutorlib.course get pretrained-cnns-course",
+        "jupyter lab pretrained-cnns-course", "python -m tutorlib.course student --out my-class",
     }
+
+
+def readme_twins() -> dict[str, str]:
+    """The README's table of make targets and the `python -m` command each one runs."""
+    rows = re.findall(r"^\| `make (\w+)` \| `([^`]+)`", (ROOT / "README.md").read_text(), flags=re.M)
+    return dict(rows)
+
+
+def test_readme_lists_a_python_twin_for_every_make_target_that_runs_one():
+    assert set(readme_twins()) == {"course", "test", "unit", "confirm", "student", "data", "checkpoints"}
+
+
+@pytest.mark.parametrize("target", sorted(readme_twins()))
+def test_each_make_target_runs_its_readme_twin(target):
+    """`make X` runs exactly the README's `python -m ...` (with the venv's python): the no-make path is the same code."""
+    result = _run(f"make -n {target}", ROOT)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1].strip()
+    assert last.replace(".venv/bin/python", "python") == readme_twins()[target], last
 
 
 @pytest.mark.parametrize("command", [c for c in readme_commands() if c.split()[0] == "make"])
@@ -155,21 +191,22 @@ def scratch_in_repo():
         shutil.rmtree(p, ignore_errors=True)
 
 
-@pytest.mark.slow
 def test_readme_grading_command_runs_as_written(scratch_in_repo):
-    """A student copy of chapter 3 with one exercise answered: the README's grade command, character for character."""
-    chapter = ROOT / "notebooks" / "03_gradients.ipynb"
-    key = nbformat.read(chapter, as_version=4)
+    """A student copy of the mini chapter with exercise 2 answered: the README's grade command, character for character.
+
+    (A real chapter is graded the same way by tests/test_installed_course.py, from an installed wheel.)
+    """
+    key = nbformat.read(MINI, as_version=4)
     student = course.student_version(key)
-    stub_index = next(i for i, c in enumerate(student.cells) if course.is_answer_cell(c))
-    student.cells[stub_index].source = key.cells[course.exercises(key)[0][0]].source
+    stubs = [i for i, c in enumerate(student.cells) if course.is_answer_cell(c)]
+    student.cells[stubs[1]].source = key.cells[course.exercises(key)[1][0]].source
     scratch_in_repo[0].mkdir()
-    nbformat.write(student, scratch_in_repo[0] / chapter.name)
+    nbformat.write(student, scratch_in_repo[0] / MINI.name)
     command = next(c for c in readme_commands() if " grade " in c)
     result = _run(command, ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1 of 3 exercises correct" in result.stdout, result.stdout
-    assert "exercise 1: correct" in result.stdout and "exercise 2: not yet" in result.stdout
+    assert "exercise 2: correct" in result.stdout and "exercise 1: not yet" in result.stdout
 
 
 def test_readme_student_command_runs_as_written(scratch_in_repo):

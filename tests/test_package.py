@@ -55,5 +55,8 @@ def test_every_asserted_verdict_compares_measured_arms():
 def test_make_confirm_runs_the_quick_profile_on_other_seeds():
     import subprocess
 
+    from tutorlib import course
+
     dry = subprocess.run(["make", "-n", "confirm"], cwd=ROOT, capture_output=True, text=True)
-    assert dry.returncode == 0 and "TUTORLIB_SEEDS=20,21,22" in dry.stdout and "--keep-going" in dry.stdout
+    assert dry.returncode == 0 and "-m tutorlib.course confirm --seeds 20,21,22" in dry.stdout
+    assert course.CONFIRM_SEEDS == "20,21,22"

@@ -115,7 +115,7 @@ def _verified_small_files(split: str) -> tuple[Path, Path]:
     entries = manifest.section("fashion_mnist_small").get("files")
     if not entries:
         raise FileNotFoundError(f"{manifest.PATH} lists no bundled data. Restore it with "
-                                f"`git checkout -- data/` or rebuild the bundled data with `make data`.")
+                                f"`git checkout -- data/` (in a clone; or reinstall the course's wheel) or rebuild the bundled data with `make data`.")
     paths = find_idx_files(SMALL_DIR, split)
     if paths is None:
         raise FileNotFoundError(f"The bundled {split!r} files are missing from {SMALL_DIR}. Run `make data`.")
@@ -124,7 +124,7 @@ def _verified_small_files(split: str) -> tuple[Path, Path]:
         if expected != actual:
             raise ValueError(
                 f"{path} does not match data/manifest.json (expected sha256 {expected}, got {actual}). "
-                f"The file is corrupt or was changed: restore it with `git checkout -- data/` or `make data`."
+                f"The file is corrupt or was changed: restore it with `git checkout -- data/` or `make data` (in a clone), or reinstall the course's wheel."
             )
     return paths
 

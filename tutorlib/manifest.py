@@ -1,4 +1,6 @@
-"""data/manifest.json: what the repository bundles (data files, checkpoints), each with its sha256.
+"""data/manifest.json: what the course bundles (data files, checkpoints), each with its sha256.
+
+In a clone the files live in data/; an installed wheel carries the same files as tutorlib/course_data.
 
 The one module that reads or writes the manifest. `data` and `models` check files against it before
 they load anything; the maintainer tools (`tutorlib.tools`) record what they build in it.
@@ -9,7 +11,15 @@ import hashlib
 import json
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+def _data_dir() -> Path:
+    """data/ of a clone, or its copy inside an installed wheel (tutorlib/course_data, see pyproject.toml)."""
+    package = Path(__file__).resolve().parent
+    installed = package / "course_data"
+    return installed if (installed / "manifest.json").exists() else package.parent / "data"
+
+
+DATA_DIR = _data_dir()
 PATH = DATA_DIR / "manifest.json"
 
 

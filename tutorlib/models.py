@@ -316,7 +316,8 @@ def checkpoint_info(name: str) -> dict:
 def _verified_checkpoint_file(name: str, info: dict) -> Path:
     """The checkpoint's path once it is known to be complete and unchanged; else the error and fix."""
     path = manifest.DATA_DIR / info["file"]
-    fix = f"Restore it with `git checkout -- data/{info['file']}` or rebuild it with `make checkpoints`."
+    fix = (f"Restore it with `git checkout -- data/{info['file']}` (in a clone; or reinstall the course's wheel) "
+           f"or rebuild it with `make checkpoints`.")
     if not path.exists():
         raise FileNotFoundError(f"Checkpoint file {path} for {name!r} is missing. {fix}")
     size, actual = path.stat().st_size, manifest.sha256(path)

@@ -1,8 +1,14 @@
 """Build the reproducible write-up, and the students' exercise notebooks.
 
     python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build] [--keep-going]
-    python -m tutorlib.course student [--out build/student]
+    python -m tutorlib.course confirm [--seeds 20,21,22]          # make confirm
+    python -m tutorlib.course student [--out build/student]       # make student
     python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick]
+    python -m tutorlib.course get [DIR]                           # the chapters, copied into DIR
+    python -m tutorlib.course test | unit                         # make test / make unit
+
+Every make target runs one of these, so a machine without make (or without a clone: the wheel carries
+the chapters, data and checkpoints) has the same commands.
 
 `build` executes every chapter in a fresh kernel: executed notebooks go to build/notebooks/, HTML
 pages and index.html to build/course/, each chapter's `check.expect`/`check.report` verdicts (collected
@@ -36,11 +42,14 @@ from pathlib import Path
 
 import torch
 
-from ..profile import ENV_VAR, current
+from ..profile import ENV_VAR, SEEDS_VAR, current
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
-BUILD = ROOT / "build"
+PACKAGED_NOTEBOOKS = Path(__file__).resolve().parents[1] / "course_notebooks"  # inside an installed wheel
+IN_CLONE = (ROOT / "pyproject.toml").exists() and (ROOT / "notebooks").is_dir()
+NOTEBOOKS = ROOT / "notebooks" if IN_CLONE else PACKAGED_NOTEBOOKS
+BUILD = ROOT / "build" if IN_CLONE else Path("build")  # installed: build/ in the current folder
+CONFIRM_SEEDS = "20,21,22"
 
 
 class PeakMemory:
@@ -357,20 +366,72 @@ def grade(path: Path, timeout: int = 1800, key: Path | None = None) -> list[dict
     return rows
 
 
+# ----------------------------------------------------------------------------- without make or a clone
+def get(out_dir: Path, force: bool = False) -> list[Path]:
+    """Copy the seven chapters into a folder of the learner's own (`jupyter lab DIR` opens them there).
+
+    A chapter already in `out_dir` with other content is the learner's work: it is kept unless `force`.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        target = out_dir / path.name
+        if target.exists() and target.read_bytes() != path.read_bytes() and not force:
+            print(f"kept {target}: it differs from the course's copy (your work?); --force replaces it")
+            continue
+        target.write_bytes(path.read_bytes())
+        copied.append(target)
+    print(f"{len(copied)} chapters in {out_dir}. Open them with:  jupyter lab {out_dir}")
+    return copied
+
+
+def pytest_command(unit_only: bool = False) -> list[str]:
+    """What `make test` / `make unit` run: in a clone the unit tests and every notebook; installed, the notebooks."""
+    import sys
+
+    if unit_only and not IN_CLONE:
+        raise SystemExit("The unit tests live in the repository (tests/): run this in a clone.")
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    if unit_only:
+        return base + [str(ROOT / "tests"), "-m", "not slow"]
+    targets = [str(ROOT / "tests"), str(NOTEBOOKS)] if IN_CLONE else [str(NOTEBOOKS)]
+    return base + targets + ["--nbval-lax", "--nbval-current-env"]
+
+
+def run_tests(unit_only: bool = False) -> int:
+    """Run the test suite in the quick profile, from the repository root in a clone; return pytest's exit code."""
+    import subprocess
+
+    env = {**os.environ, ENV_VAR: "quick"}
+    return subprocess.call(pytest_command(unit_only), cwd=ROOT if IN_CLONE else None, env=env)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Build the course write-up, or the students' notebooks.")
-    parser.add_argument("command", choices=["build", "student", "grade"])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="grade: the submitted notebooks")
+    parser = argparse.ArgumentParser(
+        description="The course's commands without make: build the write-up, check it on other seeds, make "
+                    "students' copies, grade them, copy the chapters to a folder of your own, run the tests.")
+    parser.add_argument("command", choices=["build", "confirm", "student", "grade", "get", "test", "unit"])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="grade: the submitted notebooks; get: the folder")
     parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
-    parser.add_argument("--out", type=Path, help="output folder (default: build/, or build/student/)")
-    parser.add_argument("--key", type=Path, help="grade: the answer key (default: notebooks/<same name>)")
+    parser.add_argument("--out", type=Path, help="output folder (default: build/, build/confirm/ or build/student/)")
+    parser.add_argument("--key", type=Path, help="grade: the answer key (default: the course's chapter of that name)")
+    parser.add_argument("--seeds", default=CONFIRM_SEEDS, help=f"confirm: the seed set (default {CONFIRM_SEEDS})")
+    parser.add_argument("--force", action="store_true", help="get: replace chapters that differ from the course's")
     parser.add_argument("--keep-going", action="store_true",
                         help="build: run every cell even after a failure, so every verdict is evaluated")
     args = parser.parse_intermixed_args(argv)  # options may come before or after the notebooks
     if args.command == "student":
         write_student_versions(args.out or BUILD / "student")
         return
+    if args.command == "get":
+        get(args.notebooks[0] if args.notebooks else Path("pretrained-cnns-course"), force=args.force)
+        return
+    if args.command in ("test", "unit"):
+        raise SystemExit(run_tests(unit_only=args.command == "unit"))
+    if args.command == "confirm":  # the verdicts on a second seed set, every cell run (`make confirm`)
+        os.environ[SEEDS_VAR] = args.seeds
+        args.profile, args.keep_going, args.out = args.profile or "quick", True, args.out or BUILD / "confirm"
     if args.profile:
         os.environ[ENV_VAR] = current(args.profile).name
     if args.command == "grade":

@@ -1,0 +1,125 @@
+"""The course as a learner without the repository gets it: one wheel, a fresh venv, no make, no clone.
+
+Builds the wheel, installs it into a new virtual environment in a temporary folder outside the
+repository, then runs what the README's "Without make" section shows: `get` the chapters, make the
+students' copies, and grade one (which executes that chapter, quick profile, in a Jupyter kernel of the
+new venv). The heavy dependencies (torch, timm, Jupyter) are not installed again: the new venv sees the
+test's own site-packages through a .pth file, with tutorlib itself left out, so every tutorlib file,
+data file, checkpoint and notebook it uses comes from the wheel.
+"""
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tutorlib import course
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER = "07_choosing_a_model.ipynb"  # graded from the installed wheel: the shortest chapter
+
+
+def run(args: list, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run([str(a) for a in args], cwd=cwd, env={**env, "TUTORLIB_PROFILE": "quick"},
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def readme_section(title: str) -> list[str]:
+    """The commands of one README section's first ```bash block (comments dropped)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"## {title}", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+
+
+def readme_hosted_cells() -> list[str]:
+    """The README's notebook-cell lines for a hosted service (its ```ipython block)."""
+    block = re.search(r"```ipython\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, ROOT], out)
+    return next(out.glob("tutorlib-*.whl"))
+
+
+def test_the_wheel_holds_the_tools_data_checkpoints_and_chapters(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"tutorlib/tools/course.py", "tutorlib/tools/bundle.py", "tutorlib/tools/checkpoints.py"} <= names
+    data = {p.relative_to(ROOT / "data").as_posix() for p in (ROOT / "data").rglob("*") if p.is_file()}
+    assert {f"tutorlib/course_data/{p}" for p in data} <= names
+    chapters = {f"tutorlib/course_notebooks/{p.name}" for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert len(chapters) == 7 and chapters <= names
+    assert wheel.stat().st_size < 15 * 2**20  # data 8.4 MB + checkpoints 2.1 MB, compressed a little
+
+
+def test_the_chapters_name_the_wheel_that_is_built(wheel):
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert "except ImportError" in first.source and wheel.name in first.source, path.name
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory) -> Path:
+    """A new venv whose only tutorlib is the one pip installs into it (dependencies borrowed, see the docstring)."""
+    home = tmp_path_factory.mktemp("learner")
+    run([sys.executable, "-m", "venv", home / "venv"], home)
+    python = home / "venv" / "bin" / "python"
+    deps = home / "borrowed-site-packages"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().startswith(("tutorlib", "__editable__")):
+            (deps / entry.name).symlink_to(entry)
+    site = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], home).stdout.strip()
+    (Path(site) / "borrowed.pth").write_text(f"{deps}\n")
+    return python
+
+
+@pytest.mark.slow
+def test_installed_course_without_make_or_clone(wheel, fresh_venv):
+    home = fresh_venv.parents[2]  # venv/bin/python
+    (home / wheel.name).write_bytes(wheel.read_bytes())
+    bin_dir = fresh_venv.parent
+    for command in readme_section("Without make"):  # as written, with the new venv's python and pip first on PATH
+        assert command.startswith(("python -m", "pip install", "jupyter lab")), command
+        if not command.startswith("jupyter lab"):
+            run(["/bin/sh", "-c", f"PATH={bin_dir}:$PATH {command}"], home)
+    hosted = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(line) for line in readme_hosted_cells()])
+    nbformat.write(hosted, home / "hosted.ipynb")
+    run([fresh_venv, "-c", "import nbformat, nbclient; nb = nbformat.read('hosted.ipynb', 4); "
+         "nbclient.NotebookClient(nb, kernel_name='python3', timeout=600).execute(); "
+         "print(nb.cells[-1].outputs[-1]['text'])"], home)  # the README's hosted cells, in a kernel of the new venv
+    where = run([fresh_venv, "-c", "import tutorlib, tutorlib.manifest as m; print(tutorlib.__file__); print(m.DATA_DIR)"],
+                home).stdout.split()
+    assert all(str(home / "venv") in w and str(ROOT) not in w for w in where), where
+    assert len(list((home / "pretrained-cnns-course").glob("[0-9][0-9]_*.ipynb"))) == 7
+    assert len(list((home / "my-class").glob("[0-9][0-9]_*.ipynb"))) == 7
+
+    student = nbformat.read(home / "my-class" / CHAPTER, as_version=4)
+    key = nbformat.read(ROOT / "notebooks" / CHAPTER, as_version=4)
+    first_stub = next(i for i, c in enumerate(student.cells) if course.is_answer_cell(c))
+    student.cells[first_stub].source = key.cells[course.exercises(key)[0][0]].source
+    (home / "submissions").mkdir()
+    nbformat.write(student, home / "submissions" / CHAPTER)
+    graded = run([fresh_venv, "-m", "tutorlib.course", "grade", "--profile", "quick", f"submissions/{CHAPTER}"], home)
+    assert "1 of 3 exercises correct" in graded.stdout and "exercise 1: correct" in graded.stdout, graded.stdout
+
+
+def test_get_keeps_a_learners_changed_chapter(tmp_path, capsys):
+    course.get(tmp_path)
+    mine = tmp_path / CHAPTER
+    mine.write_text(mine.read_text().replace("Exercise", "My exercise"))
+    again = course.get(tmp_path)
+    assert mine.read_text().count("My exercise") > 0 and len(again) == 6
+    assert "kept" in capsys.readouterr().out
+    assert len(course.get(tmp_path, force=True)) == 7 and "My exercise" not in mine.read_text()
