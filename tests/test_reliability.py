@@ -292,7 +292,6 @@ def test_every_torch_load_in_the_package_is_weights_only():
             assert isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True, \
                 f"{source.name}:{call.lineno} calls torch.load without weights_only=True"
     assert calls >= 1  # models.load_weights, through which checkpoints and the EfficientNet weights load
-    assert "torch.load(" not in (PACKAGE / "models.py").read_text().split("def load_weights", 1)[0]
 
 
 # ----------------------------------------------------------------------------- 4. training faults
