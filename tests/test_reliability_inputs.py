@@ -369,7 +369,7 @@ def _threads_env(value: str):
 
     os.environ[threads.ENV_VAR] = value
     try:
-        threads.adapt()
+        threads.configure()
     finally:
         del os.environ[threads.ENV_VAR]
 

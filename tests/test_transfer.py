@@ -165,8 +165,10 @@ def test_cached_finetune_equals_freezing(halves, lite_random):
         cached_run, h2 = transfer.finetune(model, target, steps=6, batch_size=8, seed=3, frozen_groups=frozen, cache=True)
         assert h1.step_loss == pytest.approx(h2.step_loss, rel=1e-4)
         x = halves.b_test[0][:16]
-        assert torch.allclose(frozen_run(x), cached_run(x), atol=1e-4)
-        assert not torch.allclose(cached_run(x), surgery.replace_head(copy.deepcopy(model), 5)(x))  # it trained
+        with torch.no_grad():  # equal up to rounding (the bottom sees other batch sizes, so sums run in another order)
+            moved = (cached_run(x) - surgery.replace_head(copy.deepcopy(model), 5)(x)).abs().max()  # what training did
+            differ = (frozen_run(x) - cached_run(x)).abs().max()
+        assert moved > 0.05 and differ < 0.01 * moved, (float(differ), float(moved))
 
 
 @pytest.mark.parametrize("options, match", [

@@ -9,7 +9,7 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.evaluation` predict, evaluate, extract_features, linear_probe (also reachable as `train.*`)
 * `tutorlib.losses`    distillation and L2-SP losses, `snapshot` for reference weights
 * `tutorlib.inputs`    the input contract every public function checks (shapes, dtypes, ranges)
-* `tutorlib.threads`   CPU threads that stay fast when another program is busy
+* `tutorlib.threads`   one fixed CPU thread count: the same numbers, and the same speed, idle or busy
 * `tutorlib.analysis`  CKA, gradient norms, LogME, FLOPs, latency, per-class accuracy
 * `tutorlib.plots`     the course's figures
 * `tutorlib.check`     verdict cells (`expect`) and exercise self-checks
@@ -30,7 +30,7 @@ from . import (analysis, check, data, evaluation, inputs, losses, manifest, mode
                surgery, threads, train, transfer)
 from .seeds import seed_everything
 
-threads.adapt()  # the first CPU sample; later calls (in fit and predict) compare against it
+threads.configure()  # one fixed thread count per machine: the same numbers idle or busy (see threads.py)
 
 __version__ = "0.1.0"
 __all__ = ["analysis", "check", "data", "evaluation", "inputs", "losses", "manifest", "models", "plots", "pretext",

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import inputs, threads
+from . import inputs
 from .inputs import Data
 from .surgery import layer_groups
 
@@ -92,7 +92,6 @@ def _logits(model: nn.Module, images: torch.Tensor, batch_size: int, dev: torch.
     with torch.inference_mode():
         out = []
         for i in range(0, len(images), batch_size):
-            threads.adapt()
             out.append(model(images[i:i + batch_size].to(dev)).float().cpu())
         return torch.cat(out)
 
@@ -229,7 +228,6 @@ def linear_probe(features: torch.Tensor, labels: torch.Tensor, *, weight_decay: 
         loss.backward()
         return loss
 
-    threads.adapt()
     opt.step(closure)
     if not all(math.isfinite(float(p.detach().abs().max())) for p in probe.parameters()):
         raise ValueError("The linear probe diverged (NaN weights). Raise weight_decay or check the features.")

@@ -1,26 +1,29 @@
-"""CPU threads that stay fast on a busy laptop.
+"""CPU threads: one fixed count per machine, so a seeded run gives the same numbers whether the laptop is busy or not.
 
-PyTorch starts one OpenMP thread per core, and those threads *spin* while they wait for each other.
-When another program keeps one core busy (a second notebook, the grader, a browser tab), the thread
-that lands on that core runs late and the others spin for it: on a 2-core machine a training step
-became 3-10x slower (`benchmarks/bench_load.py`). One thread per *free* core avoids it.
+Two facts set the policy (`benchmarks/bench_load.py` measures both):
 
-`adapt()` measures how much CPU the other processes used since its last call and sets torch's thread
-count to the cores they left free. `train.fit` and `train.predict` call it as they go (at most twice a
-second), so a run speeds up again when the other program stops. Set ``TUTORLIB_THREADS=n`` (or
-``OMP_NUM_THREADS``) to pin the count instead; then tutorlib never changes it.
+* Float sums depend on how many threads share them: a convolution's weight gradient computed by 1 and by 2
+  threads differs in the last bits, and after a few hundred steps the accuracy differs in the third
+  decimal. A count that follows the machine's load makes a chapter's numbers depend on what else runs.
+* PyTorch's OpenMP threads spin while they wait for each other. When another program keeps a core busy,
+  a thread that shares that core runs late, and every step waits for it: with as many threads as cores,
+  training became 2-3x slower beside one busy process, 5-9x with some workloads.
+
+So tutorlib sets torch to one thread per core *but one*, once, when it is imported, and never changes it:
+the spare core absorbs a second notebook, the grader or a browser, and the numbers do not move. On a
+2-core laptop that is one thread: about 1.3x slower than two when the machine is idle, and about as fast
+beside a busy process. Set ``TUTORLIB_THREADS=n`` (or ``OMP_NUM_THREADS``) to choose the count yourself
+(results are then the same for everyone who uses that count).
 """
 from __future__ import annotations
 
 import os
-import time
 
 import psutil
 import torch
 
 ENV_VAR = "TUTORLIB_THREADS"
 MAX_THREADS = torch.get_num_threads()  # torch's own default: one per core
-_last: tuple[float, float, float] | None = None  # (wall clock, busy CPU seconds of all processes, of ours)
 
 
 def pinned() -> int | None:
@@ -34,41 +37,18 @@ def pinned() -> int | None:
     return None
 
 
-def _sample() -> tuple[float, float, float]:
-    system, own = psutil.cpu_times(), psutil.Process().cpu_times()
-    busy = system.user + system.nice + system.system + getattr(system, "irq", 0.0) + \
-        getattr(system, "softirq", 0.0) + getattr(system, "steal", 0.0)
-    return time.monotonic(), busy, own.user + own.system
+def course_default() -> int:
+    """One thread per physical core but one (at least one): a core stays free for the rest of the machine."""
+    cores = psutil.cpu_count(logical=False) or MAX_THREADS
+    return max(1, min(MAX_THREADS, cores - 1))
 
 
-def free_cores(min_interval: float = 0.5) -> float | None:
-    """Cores that other processes left idle since the last call; None if that was under `min_interval` s ago."""
-    global _last
-    if _last is not None and time.monotonic() - _last[0] < min_interval:
-        return None
-    previous, _last = _last, _sample()
-    now = _last
-    if previous is None:
-        return None
-    wall = now[0] - previous[0]
-    others = max(0.0, (now[1] - previous[1]) - (now[2] - previous[2])) / wall
-    return max(0.0, psutil.cpu_count() - others)
+def configure() -> int:
+    """Set torch's thread count to the pinned one or the course default, and return it.
 
-
-def adapt(min_interval: float = 0.5) -> int:
-    """Set torch's thread count to the free cores (1 to the core count) and return it.
-
-    Cheap (two reads of /proc); call it often. Does nothing when the count is pinned.
+    Called once when tutorlib is imported. It depends on the machine, never on its load.
     """
-    fixed = pinned()
-    if fixed is not None:
-        if torch.get_num_threads() != fixed:
-            torch.set_num_threads(fixed)
-        return fixed
-    free = free_cores(min_interval)
-    if free is not None:
-        share = free / psutil.cpu_count()  # logical cores; torch counts physical ones
-        wanted = min(MAX_THREADS, max(1, int(MAX_THREADS * share + 0.25)))  # 3/4 free counts as free
-        if wanted != torch.get_num_threads():
-            torch.set_num_threads(wanted)
-    return torch.get_num_threads()
+    count = pinned() or course_default()
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import inputs, threads
+from . import inputs
 from .evaluation import (LinearProbe, evaluate, extract_features, fast_format, input_mismatch,  # noqa: F401
                          is_shape_error, linear_probe, modes_kept, predict, resolve_device)
 from .inputs import Data
@@ -319,7 +319,6 @@ def _epoch(model, tensors, opt, base_lrs, index_batches, total_steps: int, cfg: 
     """One pass of `train_step` over `index_batches`, the schedule set before each step; every step is logged."""
     losses = []
     for index in index_batches:
-        threads.adapt()
         factor = lr_factor(history.steps_run, total_steps, cfg["warmup_steps"], cfg["schedule"])
         for g, base in zip(opt.param_groups, base_lrs):
             g["lr"] = base * factor

@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list", action="store_true", help="print the recipes and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    os.environ[threads.ENV_VAR] = str(threads.MAX_THREADS)  # a fixed thread count: same bytes on every run
+    os.environ[threads.ENV_VAR] = str(threads.MAX_THREADS)  # the count the manifest records: same bytes on every run
+    threads.configure()
     if args.list:
         for name, recipe in RECIPES.items():
             print(f"{name:16s} {recipe}")
