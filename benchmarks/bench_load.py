@@ -4,16 +4,16 @@ A classroom laptop is never idle (a second kernel, the grader, a browser tab). E
 Python process, so torch's thread pool starts as a learner's would:
 
 * "torch default": every core, OpenMP threads spinning while they wait (``TUTORLIB_THREADS`` = cores);
-* "1 thread": ``TUTORLIB_THREADS=1``;
-* "tutorlib adaptive": no pin; `tutorlib.threads.adapt` uses the cores other processes leave free.
+* "tutorlib": no pin; `tutorlib.threads` sets one thread per core but one, once, whatever the load.
 
 Each arm times two workloads, chapter 3's 30-layer plain net with BatchNorm (SGD, batch 64) and the course
 CNN of width 16 (AdamW, batch 128), first on an idle machine and then beside `python -c "while True: pass"`;
 the idle and busy runs of every arm are interleaved. The figure is busy time / idle time per arm (1.0 = no
-slowdown) and each arm's idle time against torch's default.
+slowdown) and each arm's idle time against torch's default. Each run also records its final training
+loss: tutorlib's must be the same idle and busy (the count never follows the load).
 
 7b runs chapter 3 (quick profile) in a fresh Jupyter kernel, as `make course` and JupyterLab do, once idle and
-once beside the busy process, with tutorlib's default (adaptive) threads.
+once beside the busy process, with tutorlib's default threads.
 """
 from __future__ import annotations
 
@@ -39,12 +39,14 @@ cnn = models.small_cnn(16, 4, 10)
 t = time.perf_counter(); train.fit(cnn, (x, y), steps=32, lr=1e-3, batch_size=128, progress=False, seed=0)
 out["cnn16"] = time.perf_counter() - t
 out["threads_at_end"] = torch.get_num_threads()
+torch.manual_seed(0)
+seeded = models.small_cnn(16, 4, 10)
+out["final_loss"] = train.fit(seeded, (x, y), steps=8, lr=1e-3, batch_size=128, progress=False, seed=0).step_loss[-1]
 print(json.dumps(out))
 """
 
 ARMS = {"torch default": {"TUTORLIB_THREADS": str(os.cpu_count())},
-        "1 thread": {"TUTORLIB_THREADS": "1"},
-        "tutorlib adaptive": {}}
+        "tutorlib": {}}
 
 
 def run_arm(env_extra: dict) -> dict:
@@ -84,7 +86,7 @@ def run_chapter(repeats: int = 1) -> tuple[list[dict], dict]:
     for _ in range(repeats):
         idle.append(chapter_seconds())
         busy.append(with_competitor(chapter_seconds))
-    row = {"figure": "7b. chapter 3 (quick) in a kernel: tutorlib adaptive", "idle (s)": f"{statistics.median(idle):.0f}",
+    row = {"figure": "7b. chapter 3 (quick) in a kernel: tutorlib", "idle (s)": f"{statistics.median(idle):.0f}",
            "busy (s)": f"{statistics.median(busy):.0f}", "busy / idle": f"{statistics.median(busy) / statistics.median(idle):.2f}",
            "idle / default idle": "-"}
     return [row], {"chapter3_idle_s": idle, "chapter3_busy_s": busy}
@@ -108,6 +110,8 @@ def run(repeats: int = 3) -> tuple[list[dict], dict]:
     rows += chapter_rows
     facts = {**chapter_facts, "repeats": repeats, "cpu_count": os.cpu_count(),
              "threads_at_end_busy": {arm: [r["threads_at_end"] for r in runs[(arm, "busy")]] for arm in ARMS},
+             "same_loss_idle_and_busy": {arm: len({r["final_loss"] for load in ("idle", "busy") for r in runs[(arm, load)]}) == 1
+                                         for arm in ARMS},
              "raw": {f"{a} {l}": v for (a, l), v in runs.items()}}
     return rows, facts
 
