@@ -60,3 +60,13 @@ def test_make_confirm_runs_the_quick_profile_on_other_seeds():
     dry = subprocess.run(["make", "-n", "confirm"], cwd=ROOT, capture_output=True, text=True)
     assert dry.returncode == 0 and "-m tutorlib.course confirm --seeds 20,21,22" in dry.stdout
     assert course.CONFIRM_SEEDS == "20,21,22"
+
+
+def test_notebooks_carry_the_kernelspec_jupyterlab_writes_on_save():
+    """JupyterLab saves ipykernel's display name; a committed "Python 3" would show as a change after every run."""
+    from ipykernel.kernelspec import get_kernel_dict
+
+    expected = {k: get_kernel_dict()[k] for k in ("display_name", "language")}
+    for path in NOTEBOOK_PATHS + [ROOT / "tests" / "fixtures" / "mini_chapter.ipynb"]:
+        spec = json.loads(path.read_text())["metadata"]["kernelspec"]
+        assert {k: spec[k] for k in expected} == expected and spec["name"] == "python3", path.name

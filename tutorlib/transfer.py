@@ -70,12 +70,15 @@ class Chapter:
     seeds: tuple[int, ...]
     halves: Halves | None
     started: float = field(default_factory=time.perf_counter)
+    seconds: float | None = None  # set by `finish`
 
-    def finish(self) -> float:
-        """Print and return how long the chapter ran (COURSE.md sets a budget per profile)."""
-        seconds = time.perf_counter() - self.started
-        print(f"Chapter ran in {seconds:.0f} s (profile {self.profile.name}, seeds {list(self.seeds)}).")
-        return seconds
+    def finish(self) -> None:
+        """Print how long the chapter ran (each profile has a time budget); the number stays in `seconds`.
+
+        Returns nothing, so a chapter's last cell shows the one line and no stray `Out:` value.
+        """
+        self.seconds = time.perf_counter() - self.started
+        print(f"Chapter ran in {self.seconds:.0f} s (profile {self.profile.name}, seeds {list(self.seeds)}).")
 
 
 def setup(halves: bool = True) -> Chapter:
