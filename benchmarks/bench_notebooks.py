@@ -2,7 +2,7 @@
 
 Runs `tutorlib.course.build` (a fresh kernel per chapter, as `make course` does) into
 build/bench/<profile>/, or, with `--reuse`, reads the run.json that `make course` wrote there and in
-build/ (say so in the results). Budgets from COURSE.md: quick <= 120 s per notebook and <= 12 min for
+build/ (say so in the results). Budgets (docs/design.md, section 6): quick <= 120 s per notebook and <= 12 min for
 the seven; standard <= 5 min per notebook and <= 30 min for the seven.
 """
 from __future__ import annotations

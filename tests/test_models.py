@@ -18,7 +18,7 @@ def test_small_cnn_shapes_and_groups():
 
 
 def test_lite0_recognises_the_palace_offline():
-    """COURSE.md section 3: scikit-learn's china.jpg comes out as ImageNet class 698, 'palace'."""
+    """docs/design.md, section 3: scikit-learn's china.jpg comes out as ImageNet class 698, 'palace'."""
     from sklearn.datasets import load_sample_images
 
     model = models.efficientnet_lite("lite0")

@@ -1,6 +1,8 @@
-"""The package surface (COURSE.md's contract) and the notebooks' committed state."""
+"""The package surface (docs/design.md, section 10) and the notebooks' committed state."""
 import json
 import pathlib
+import re
+import subprocess
 
 import tutorlib
 
@@ -44,7 +46,7 @@ def test_every_chapter_sets_some_verdicts_against_a_paper():
 
 
 def test_every_asserted_verdict_compares_measured_arms():
-    """COURSE.md 5a: notebooks assert through check.paired / check.rank_agreement (arms, minimum effect,
+    """docs/design.md, section 5: notebooks assert through check.paired / check.rank_agreement (arms, minimum effect,
     every seed, chance rate), never a bare check.expect on a constant."""
     for path in NOTEBOOK_PATHS:
         code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
@@ -70,3 +72,22 @@ def test_notebooks_carry_the_kernelspec_jupyterlab_writes_on_save():
     for path in NOTEBOOK_PATHS + [ROOT / "tests" / "fixtures" / "mini_chapter.ipynb"]:
         spec = json.loads(path.read_text())["metadata"]["kernelspec"]
         assert {k: spec[k] for k in expected} == expected and spec["name"] == "python3", path.name
+
+
+OUTSIDE = "COURSE" + ".md"  # the brief the project started from; it lives outside the repository
+CITED = re.compile(r"\b((?:tests|benchmarks|docs|tutorlib|notebooks|data)/[\w./-]*\.(?:py|md|ipynb|json|txt))\b")
+
+
+def test_the_files_the_project_cites_are_in_the_repository():
+    """Code, tests, docs and notebooks cite only files the repository has (the design lives in docs/design.md)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    missing, checked = [], 0
+    for name in tracked:
+        if name.endswith((".py", ".md", ".ipynb", ".toml", ".cff")) or name in ("Makefile", ".ci/run"):
+            text = (ROOT / name).read_text(encoding="utf-8")
+            assert OUTSIDE not in text, f"{name} cites {OUTSIDE}, which is not in the repository: cite docs/design.md"
+            cited = {c for c in CITED.findall(text) if "*" not in c}
+            checked += len(cited)
+            missing += [f"{name}: {c}" for c in cited if not (ROOT / c).exists()]
+    assert not missing, missing
+    assert checked > 30  # the scan sees the citations (README, docs, docstrings)

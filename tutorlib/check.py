@@ -5,7 +5,7 @@ with the same line, so a failing verdict says what was measured. ``report`` reco
 is *not* asserted (it did not reproduce at this scale) so the write-up can still list it.
 ``paper=`` names the published result a verdict is set against; the write-up puts the two side by side.
 
-Findings are stated with two helpers so that every chapter asserts them the same way (COURSE.md 5a):
+Findings are stated with two helpers so that every chapter asserts them the same way (docs/design.md, section 5):
 ``paired(better, worse, claim, min_effect=...)`` compares two measured arms seed by seed, and
 ``rank_agreement(scores, truth, claim, min_tau=...)`` compares two rankings and states how often
 chance would agree as well. Both fail on a NaN (a diverged run), and tests/test_check.py feeds them

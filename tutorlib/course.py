@@ -1,4 +1,4 @@
-"""`python -m tutorlib.course build | student | grade`: the teacher's command (README, COURSE.md section 7).
+"""`python -m tutorlib.course build | confirm | student | grade | get | test`: the teacher's command (README; docs/design.md, sections 8-9).
 
 The code lives in `tutorlib/tools/course.py` with the other tools the notebooks never import; this
 name stays because teachers type it.

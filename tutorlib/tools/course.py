@@ -24,7 +24,7 @@ reports, per exercise, whether its self-check printed "Correct".
 
 The exercises carry nbgrader's markup too (``### BEGIN SOLUTION`` regions, cell metadata with a
 grade_id and points, hidden tests), so `nbgrader generate_assignment` / `autograde` work on the same
-notebooks and agree with `student` / `grade` (tests/test_nbgrader.py runs the real nbgrader).
+notebooks and agree with `student` / `grade` (tests/test_classroom.py runs the real nbgrader).
 """
 from __future__ import annotations
 
