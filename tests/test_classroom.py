@@ -168,7 +168,7 @@ def test_readme_lists_a_python_twin_for_every_make_target_that_runs_one():
 @pytest.mark.parametrize("target", sorted(readme_twins()))
 def test_each_make_target_runs_its_readme_twin(target):
     """`make X` runs exactly the README's `python -m ...` (with the venv's python): the no-make path is the same code."""
-    result = _run(f"make -n {target}", ROOT)
+    result = _run(f"make -n --no-print-directory {target}", ROOT)  # inside `make test` too: no "make[1]:" lines
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1].strip()
     assert last.replace(".venv/bin/python", "python") == readme_twins()[target], last
