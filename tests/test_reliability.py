@@ -401,6 +401,7 @@ def test_pretraining_twice_gives_the_same_bytes(tmp_path):
     assert saved_checkpoint(recipe, tmp_path / "1" / "tiny.pt") == saved_checkpoint(recipe, tmp_path / "2" / "tiny.pt")
 
 
+@pytest.mark.slow  # a whole pretraining run: with the notebooks in `make test`, not in `make unit`
 def test_retraining_a_shipped_checkpoint_reproduces_it(tmp_path):
     """Its accuracy everywhere; its exact weights only on the torch, thread count and CPU that made it."""
     info = models.checkpoint_info("A_w8")
