@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 
 CONFIRM_SEEDS ?= 20,21,22
 
-.PHONY: course student test unit confirm lab data checkpoints bench clean
+.PHONY: course student test unit confirm lab lab-student data checkpoints bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,10 @@ confirm: $(STAMP)  ## every verdict on a second seed set (quick profile, CONFIRM
 	$(PY) -m tutorlib.course confirm --seeds $(CONFIRM_SEEDS)
 
 lab: $(STAMP)  ## open the course in JupyterLab (outputs are stripped from what git sees)
-	-$(VENV)/bin/nbstripout --install --attributes .gitattributes 2>/dev/null && \
-		git config filter.nbstripout.extrakeys metadata.language_info
-	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(PY) -m tutorlib.course lab
+
+lab-student: $(STAMP)  ## the students' copies in JupyterLab (written to build/student/ first; a student's changes are kept)
+	$(PY) -m tutorlib.course lab --student
 
 data: $(STAMP)  ## rebuild data/fashion-mnist-small from the official IDX files
 	$(PY) -m tutorlib.tools.bundle

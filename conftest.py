@@ -3,8 +3,10 @@
 After nbval runs a cell tagged `solution`, this hook runs, in the same kernel, the stub that
 `python -m tutorlib.course student` puts in its place: the stub must raise NotImplementedError and
 the self-check must then fail with "Not yet". The real answer is put back and nbval carries on; its
-next cell is the same self-check, which must pass on the solution.
+next cell is the same self-check, which must pass on the solution. Every cell must also print no warning.
 """
+import re
+
 import pytest
 
 from tutorlib.course import answer_names, exercise_stub, exercises
@@ -32,9 +34,22 @@ def stub_must_fail(item) -> None:
         f"exercise {number}: the self-check did not fail on the stub: {graded.get('ename')} {graded.get('evalue')}"
 
 
+WARNING = re.compile(r"\b\w*Warning\b[:(]")
+
+
+def no_warning_printed(item) -> None:
+    """A learner meets every warning a chapter prints and cannot act on it: a cell may print none."""
+    printed = [out.get("text", "") for out in item.test_outputs or []
+               if out.get("output_type") == "stream" and out.get("name") == "stderr"]
+    warnings = [line for text in printed for line in text.splitlines() if WARNING.search(line)]
+    assert not warnings, f"cell {item.cell_num} printed a warning: {warnings[:3]}"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     result = yield
-    if type(item).__name__ == "IPyNbCell" and "solution" in item.cell.metadata.get("tags", []):
-        stub_must_fail(item)
+    if type(item).__name__ == "IPyNbCell":
+        no_warning_printed(item)
+        if "solution" in item.cell.metadata.get("tags", []):
+            stub_must_fail(item)
     return result

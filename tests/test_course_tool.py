@@ -99,3 +99,63 @@ def test_the_write_up_marks_which_findings_are_about_imagenet_lite0():
     assert page.index("ImageNet Lite0") < page.index("clipping") and "course CNNs" in page
     papers = course._paper_rows([{"name": "04_freezing", "verdicts": [lite, cnn]}])
     assert "course CNNs" in papers and "Yosinski" in papers and "clipping" not in papers  # no paper, no row
+
+
+def test_student_copies_a_student_changed_are_kept_unless_forced(tmp_path):
+    from tutorlib import course
+
+    course.write_student_versions(tmp_path)
+    work = tmp_path / NOTEBOOK_PATHS[0].name
+    work.write_text(work.read_text().replace("NotImplementedError", "NotImplementedError  # started"))
+    mine = work.read_text()
+    assert work not in course.write_student_versions(tmp_path) and work.read_text() == mine
+    assert work in course.write_student_versions(tmp_path, force=True) and work.read_text() != mine
+
+
+SLOW_BUILD = """
+import sys
+from pathlib import Path
+from tutorlib import course
+course.NOTEBOOKS = Path(sys.argv[1])
+course.main(["build", "--out", sys.argv[2]])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_build_stops_when_told_and_leaves_no_kernel(tmp_path, signame):
+    """Ctrl-C (SIGINT) or SIGTERM mid-chapter: one line saying where, exit 130/143, no kernel left, no next chapter."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import nbformat
+    import psutil
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    (tmp_path / "notebooks").mkdir()
+    for name in ("01_long", "02_next"):
+        nb = new_notebook(cells=[new_code_cell("import time\ntime.sleep(300)")])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    build = subprocess.Popen([sys.executable, "-c", SLOW_BUILD, str(tmp_path / "notebooks"), str(tmp_path / "build")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, kernels = time.monotonic() + 120, []
+    while not kernels and time.monotonic() < deadline:
+        time.sleep(0.5)
+        kernels = [p for p in psutil.Process(build.pid).children(recursive=True)
+                   if "ipykernel_launcher" in " ".join(p.cmdline())]
+    assert kernels, "the build never started a kernel"
+    time.sleep(3)  # the kernel is inside the cell now
+    sent = time.monotonic()
+    build.send_signal(getattr(signal, signame))
+    output, _ = build.communicate(timeout=60)
+    assert time.monotonic() - sent < 15, output
+    assert build.returncode == (130 if signame == "SIGINT" else 143), output
+    stopped = [line for line in output.splitlines() if line.startswith("Stopped")]
+    assert len(stopped) == 1 and f"({signame}) in 01_long.ipynb" in stopped[0], output
+    assert "Traceback" not in output and "FAILED" not in output and "02_next" not in output, output
+    assert "without encryption" not in output  # the kernel runs on encrypted transport: nothing to warn about
+    _, alive = psutil.wait_procs(kernels, timeout=10)
+    assert not alive, f"kernels left running: {alive}"

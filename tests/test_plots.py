@@ -21,7 +21,7 @@ def test_explorer_is_a_widget_in_lab_and_a_static_figure_headless(monkeypatch):
 
     calls = []
 
-    def draw(depth, init):
+    def draw(depth, init, clip=None):
         calls.append((depth, init))
         return plots.bars(__import__("pandas").DataFrame({"init": [init], "loss": [depth / 10]}), "init", "loss")
 
@@ -30,15 +30,40 @@ def test_explorer_is_a_widget_in_lab_and_a_static_figure_headless(monkeypatch):
     assert calls == [(30, "he")]  # headless: the defaults, drawn once, nothing waits for a click
 
     monkeypatch.setenv("TUTORLIB_HEADLESS", "0")
-    widget = plots.explorer(draw, depth=[30, 10], init=["he", "xavier"])
-    assert isinstance(widget, ipywidgets.interactive) and calls[-1] == (30, "he")  # defaults drawn at once
-    dropdowns = [w for w in widget.children if isinstance(w, ipywidgets.Dropdown)]
-    run = next(w for w in widget.children if isinstance(w, ipywidgets.Button))
-    assert [d.description for d in dropdowns] == ["depth", "init"] and run.description == "Run"
-    dropdowns[0].value, dropdowns[1].value = 10, "xavier"
-    assert calls[-1] == (30, "he")  # manual mode: changing a control does not start an experiment
+    widget = plots.explorer(draw, depth=[30, 10], init=["he", "xavier"], clip=[None, 1.0])
+    assert isinstance(widget, ipywidgets.VBox) and calls[-1] == (30, "he")  # defaults drawn at once
+    parts = widget.children[:-2] + widget.children[-2].children + widget.children[-1:]
+    dropdowns = [w for w in parts if isinstance(w, ipywidgets.Dropdown)]
+    run = next(w for w in parts if isinstance(w, ipywidgets.Button))
+    image = next(w for w in parts if isinstance(w, ipywidgets.Image))
+    assert [d.description for d in dropdowns] == ["depth", "init", "clip"] and run.description == "Run"
+    assert dropdowns[2].label == "none"  # None shows as "none", not as a blank menu
+    first = bytes(image.value)
+    assert first.startswith(b"\x89PNG")  # the figure's bytes live in the widget's state (kept across reloads)
+    dropdowns[0].value, dropdowns[1].value, dropdowns[2].value = "10", "xavier", "1.0"
+    assert calls[-1] == (30, "he")  # changing a control does not start an experiment
     run.click()
-    assert calls[-1] == (10, "xavier")
+    assert calls[-1] == (10, "xavier") and bytes(image.value) != first and not run.disabled
+
+
+def test_explorer_shows_an_error_from_its_experiment_instead_of_losing_it(monkeypatch):
+    import ipywidgets
+    from tutorlib import plots
+
+    monkeypatch.setenv("TUTORLIB_HEADLESS", "0")
+    import pandas as pd
+
+    def draw(lr):
+        if lr > 1:
+            raise RuntimeError("diverged")
+        return plots.bars(pd.DataFrame({"lr": [lr], "loss": [lr]}), "lr", "loss")
+
+    widget = plots.explorer(draw, lr=[0.1, 5.0])
+    menu, (run, status) = widget.children[0], widget.children[1].children
+    menu.index = 1
+    run.click()
+    assert status.value == "RuntimeError: diverged" and not run.disabled
+    assert isinstance(widget.children[2], ipywidgets.Image)
 
 
 def test_panel_puts_each_model_beside_the_other_on_one_y_scale():

@@ -263,12 +263,20 @@ def _option_label(value) -> str:
     return "none" if value is None else str(value)
 
 
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes: what an `ipywidgets.Image` shows."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def explorer(draw, **controls):
     """An ipywidgets explorer around `draw(**values) -> Figure`, or its static figure when headless.
 
     controls: name -> list of options (a dropdown each); the first option of each is the default.
-    The default figure is drawn at once as an ordinary output, so it shows in any static rendering
-    (nbconvert, GitHub, nbviewer); pressing "Run" in JupyterLab replaces it (experiments take seconds).
+    The figure lives in an `ipywidgets.Image` whose bytes the kernel holds, so after a page reload
+    JupyterLab fetches the controls and the figure together from the kernel and "Run" keeps working.
+    Dropdowns carry labels ("none" for None) and map back to the options by position.
     """
     empty = [k for k, v in controls.items() if not isinstance(v, (list, tuple)) or not v]
     if empty:
@@ -278,16 +286,24 @@ def explorer(draw, **controls):
         return draw(**defaults)
     try:
         import ipywidgets
-        from IPython.display import display
     except ImportError:
         return draw(**defaults)
-    shown = display(draw(**defaults), display_id=True)  # None outside a kernel
+    menus = {k: ipywidgets.Dropdown(options=[_option_label(v) for v in values], index=0, description=k,
+                                    style={"description_width": "initial"})
+             for k, values in controls.items()}
+    image = ipywidgets.Image(value=png_bytes(draw(**defaults)), format="png")
+    run, status = ipywidgets.Button(description="Run", button_style="primary"), ipywidgets.Label()
 
-    def redraw(**values):
-        figure = draw(**values)
-        shown.update(figure) if shown is not None else display(figure)
+    def on_run(_button) -> None:
+        values = {k: controls[k][menu.index] for k, menu in menus.items()}
+        run.disabled, status.value = True, "running..."
+        try:
+            image.value = png_bytes(draw(**values))
+            status.value = ", ".join(f"{k}={_option_label(v)}" for k, v in values.items())
+        except Exception as err:  # a click's error would otherwise vanish into the kernel's log
+            status.value = f"{type(err).__name__}: {err}"
+        finally:
+            run.disabled = False
 
-    options = {k: ipywidgets.Dropdown(options=[(_option_label(v), v) for v in values], value=values[0],
-                                      description=k, style={"description_width": "initial"})
-               for k, values in controls.items()}
-    return ipywidgets.interactive(redraw, {"manual": True, "manual_name": "Run"}, **options)
+    run.on_click(on_run)
+    return ipywidgets.VBox([*menus.values(), ipywidgets.HBox([run, status]), image])

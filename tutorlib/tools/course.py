@@ -5,6 +5,7 @@
     python -m tutorlib.course student [--out build/student]       # make student
     python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick]
     python -m tutorlib.course get [DIR]                           # the chapters, copied into DIR
+    python -m tutorlib.course lab [--student] [--out DIR]         # make lab / make lab-student
     python -m tutorlib.course test | unit                         # make test / make unit
 
 Every make target runs one of these, so a machine without make (or without a clone: the wheel carries
@@ -81,25 +82,84 @@ class PeakMemory:
         self._thread.join()
 
 
+def kernel_config():
+    """Kernels with CurveZMQ keys where libzmq has them: the kernel then has no unencrypted TCP to warn about."""
+    import zmq
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
+
+
+class BuildStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a build: stop there (a KeyboardInterrupt, so asyncio lets it through)."""
+
+
+def _raise_stop(signum: int, _frame=None) -> None:
+    import signal
+
+    raise BuildStopped(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into BuildStopped between chapters (nbclient resets both after each one)."""
+    import signal
+
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+
+
+def notebook_client(nb, **options):
+    """An nbclient that stops on SIGINT/SIGTERM; nbclient's own handlers shut the kernel down and carry on."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from nbclient import NotebookClient
+
+    class StoppableClient(NotebookClient):
+        async def async_start_new_kernel(self, **kwargs) -> None:
+            await super().async_start_new_kernel(**kwargs)
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):  # replaces nbclient's handlers, installed just before
+                with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows; not the main thread
+                    loop.add_signal_handler(signum, _raise_stop, signum)
+
+    return StoppableClient(nb, kernel_name="python3", config=kernel_config(), **options)  # owns and ends its kernel
+
+
+def kill_kernels(grace: float = 3.0) -> None:
+    """End every process this one started (the chapter's kernel): politely first, then for certain."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace)
+    for child in alive:
+        child.kill()
+
+
 def execute(path: Path, results: Path, timeout: int = 1800, keep_going: bool = False) -> tuple[object, str | None, float]:
     """Run one notebook top to bottom in a fresh kernel; return (executed notebook, first error or None, peak MiB).
 
     keep_going: run every cell even after one fails, so that every verdict is evaluated (`make confirm`).
     """
     import nbformat
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
     results.unlink(missing_ok=True)
     # The kernel's environment: where verdicts go, and explorers draw static figures (nobody can click).
     env = {**os.environ, "TUTORLIB_RESULTS": str(results), "TUTORLIB_HEADLESS": "1"}
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=keep_going,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = notebook_client(nb, timeout=timeout, allow_errors=keep_going,
+                             resources={"metadata": {"path": str(path.parent)}})
     error = None
     with PeakMemory() as memory:
         try:
             client.execute(env=env)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no kernel may outlive the build
+            kill_kernels()
+            raise
         except CellExecutionError as err:
             error = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[-1]  # no terminal colours
         except Exception as err:  # kernel died, timeout ...
@@ -219,9 +279,16 @@ def build(only: list[str] | None = None, out_dir: Path = BUILD, keep_going: bool
     chapters, started = [], time.perf_counter()
     for i, path in enumerate(paths, 1):
         t0 = time.perf_counter()
+        stop_on_signals()
         print(f"[{i}/{len(paths)}] {path.name} ({profile}) ...", end=" ", flush=True)
         results = out_dir / "results" / f"{path.stem}.jsonl"
-        nb, error, peak_mib = execute(path, results, keep_going=keep_going)
+        try:
+            nb, error, peak_mib = execute(path, results, keep_going=keep_going)
+        except KeyboardInterrupt as stop:
+            why = str(stop) or "SIGINT"
+            print(f"\nStopped ({why}) in {path.name} after {time.perf_counter() - t0:.0f} s; {i - 1} of "
+                  f"{len(paths)} chapters were done (in {out_dir / 'notebooks'}); its kernel was shut down.")
+            raise SystemExit(130 if why == "SIGINT" else 143) from None
         nbformat.write(nb, out_dir / "notebooks" / path.name)
         render_html(nb, out_dir / "course" / f"{path.stem}.html")
         seconds = time.perf_counter() - t0
@@ -313,17 +380,63 @@ def student_version(nb):
     return nb
 
 
-def write_student_versions(out_dir: Path = BUILD / "student") -> list[Path]:
+def write_student_versions(out_dir: Path = BUILD / "student", force: bool = False) -> list[Path]:
+    """Write the students' copies; a copy a student has changed is their work and is kept unless `force`."""
     import nbformat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        nb = student_version(nbformat.read(path, as_version=4))
-        nbformat.write(nb, out_dir / path.name)
-        written.append(out_dir / path.name)
-        print(f"{out_dir / path.name}: {len([c for c in nb.cells if 'exercise' in c.metadata.get('tags', [])])} exercises")
+        nb, target = student_version(nbformat.read(path, as_version=4)), out_dir / path.name
+        text = nbformat.writes(nb) + "\n"
+        if target.exists() and target.read_text(encoding="utf-8") != text and not force:
+            print(f"kept {target}: it differs from a fresh student copy (a student's work?); --force replaces it")
+            continue
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+        print(f"{target}: {len([c for c in nb.cells if 'exercise' in c.metadata.get('tags', [])])} exercises")
     return written
+
+
+# ----------------------------------------------------------------------------- JupyterLab
+def strip_outputs_in_git(folder: Path) -> bool:
+    """Install nbstripout's git filter where `folder` is in a git clone, so a saved run leaves `git diff` empty."""
+    import subprocess
+    import sys
+
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True)
+    if top.returncode != 0:
+        return False  # not a clone (the wheel's `get` folder): nothing to keep clean
+    root = Path(top.stdout.strip())
+    subprocess.run([sys.executable, "-m", "nbstripout", "--install", "--attributes", ".gitattributes"], cwd=root, check=True)
+    subprocess.run(["git", "config", "filter.nbstripout.extrakeys", "metadata.language_info"], cwd=root, check=True)
+    return True
+
+
+def lab_command(folder: Path, *options: str) -> list[str]:
+    """JupyterLab on `folder`, its kernels on encrypted transport where libzmq can (no TCP warning per kernel)."""
+    import sys
+
+    import zmq
+
+    command = [sys.executable, "-m", "jupyterlab", str(folder), *options]
+    if zmq.has("curve"):
+        command.append("--KernelManager.transport_encryption=auto")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # a container's root user; Jupyter refuses it otherwise
+    return command
+
+
+def lab(folder: Path, student: bool = False, force: bool = False) -> int:
+    """Open the chapters (or, with `student`, the students' copies, written first if missing) in JupyterLab."""
+    import subprocess
+
+    if student:
+        write_student_versions(folder, force=force)
+    elif folder.resolve() != NOTEBOOKS.resolve():
+        get(folder, force=force)  # installed from the wheel: the chapters go to a folder of the learner's own
+    strip_outputs_in_git(folder)
+    return subprocess.call(lab_command(folder))
 
 
 def restore_checks(nb, key) -> None:
@@ -345,14 +458,17 @@ def grade(path: Path, timeout: int = 1800, key: Path | None = None) -> list[dict
     hidden tests included, replace the submission's before it runs. Without one, the visible checks grade.
     """
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     key = key or (NOTEBOOKS / Path(path).name)
     if key.exists():
         restore_checks(nb, nbformat.read(key, as_version=4))
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env={**os.environ, "TUTORLIB_HEADLESS": "1"})
+    client = notebook_client(nb, timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute(env={**os.environ, "TUTORLIB_HEADLESS": "1"})
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no kernel may outlive the command
+        kill_kernels()
+        raise
     rows = []
     answer_cells = [i for i, c in enumerate(nb.cells) if is_answer_cell(c)]
     for number, i in enumerate(answer_cells, 1):
@@ -416,20 +532,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="The course's commands without make: build the write-up, check it on other seeds, make "
                     "students' copies, grade them, copy the chapters to a folder of your own, run the tests.")
-    parser.add_argument("command", choices=["build", "confirm", "student", "grade", "get", "test", "unit"])
+    parser.add_argument("command", choices=["build", "confirm", "student", "grade", "get", "lab", "test", "unit"])
     parser.add_argument("notebooks", nargs="*", type=Path, help="grade: the submitted notebooks; get: the folder")
     parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
     parser.add_argument("--out", type=Path, help="output folder (default: build/, build/confirm/ or build/student/)")
     parser.add_argument("--key", type=Path, help="grade: the answer key (default: the course's chapter of that name)")
     parser.add_argument("--seeds", default=CONFIRM_SEEDS, help=f"confirm: the seed set (default {CONFIRM_SEEDS})")
-    parser.add_argument("--force", action="store_true", help="get: replace chapters that differ from the course's")
+    parser.add_argument("--force", action="store_true",
+                        help="get / student: replace chapters that differ from the course's (a learner's work)")
+    parser.add_argument("--student", action="store_true", help="lab: open the students' copies (--out, default build/student/)")
     parser.add_argument("--keep-going", action="store_true",
                         help="build: run every cell even after a failure, so every verdict is evaluated")
     args = parser.parse_intermixed_args(argv)  # options may come before or after the notebooks
     if args.command == "student":
-        write_student_versions(args.out or BUILD / "student")
+        write_student_versions(args.out or BUILD / "student", force=args.force)
         return
+    if args.command == "lab":
+        folder = args.out or (BUILD / "student" if args.student else NOTEBOOKS if IN_CLONE else Path("pretrained-cnns-course"))
+        raise SystemExit(lab(folder, student=args.student, force=args.force))
     if args.command == "get":
         get(args.notebooks[0] if args.notebooks else Path("pretrained-cnns-course"), force=args.force)
         return
@@ -440,9 +561,14 @@ def main(argv: list[str] | None = None) -> None:
         args.profile, args.keep_going, args.out = args.profile or "quick", True, args.out or BUILD / "confirm"
     if args.profile:
         os.environ[ENV_VAR] = current(args.profile).name
+    stop_on_signals()
     if args.command == "grade":
         for path in args.notebooks:
-            rows = grade(path, key=args.key)
+            try:
+                rows = grade(path, key=args.key)
+            except KeyboardInterrupt as stop:
+                print(f"Stopped ({stop or 'SIGINT'}) while grading {path}; its kernel was shut down.")
+                raise SystemExit(130 if str(stop) in ("", "SIGINT") else 143) from None
             print(f"{path}: {sum(r['status'] == 'correct' for r in rows)} of {len(rows)} exercises correct")
             for r in rows:
                 print(f"  exercise {r['exercise']}: {r['status']:8s} {r['detail']}")
