@@ -9,7 +9,7 @@ must end with the same test accuracy; the figure is the ratio of their wall time
 from __future__ import annotations
 
 from common import halves, interleave
-from tutorlib import data, train, transfer
+from tutorlib import data, evaluation, train, transfer
 
 STEPS, PER_CLASS, CUTS = 60, 50, ("blocks.2", "blocks.4")
 
@@ -22,7 +22,7 @@ def run(repeats: int = 2) -> tuple[list[dict], dict]:
 
     def tune(cut: str, cache: bool):
         tuned, _ = transfer.finetune(lite, target, steps=STEPS, lr=1e-3, seed=0, frozen_groups=cut, cache=cache)
-        return train.evaluate(tuned, test_set)["accuracy"]
+        return evaluation.evaluate(tuned, test_set)["accuracy"]
 
     rows, facts = [], {}
     for cut in CUTS:

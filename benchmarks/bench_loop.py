@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from common import halves, interleave, table
 from tutorlib import models, train
-from tutorlib.profile import seed_everything
+from tutorlib.seeds import seed_everything
 
 EPOCHS, BATCH, LR, SEED = 2, 128, 3e-3, 0
 

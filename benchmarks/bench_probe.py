@@ -3,8 +3,8 @@
 The baseline is the PyTorch transfer-learning tutorial's fixed-feature-extractor recipe: the frozen
 backbone runs on every batch of every epoch, the new head trains with SGD (momentum 0.9, lr 1e-3,
 batch 4, StepLR(7, 0.1)) for 25 epochs. "Cached" trains the same head with the same recipe and the
-same batch order, on features computed once (`train.extract_features`), so the accuracy must match;
-the course's own `train.linear_probe` (L-BFGS on standardised cached features) is shown beside them.
+same batch order, on features computed once (`evaluation.extract_features`), so the accuracy must match;
+the course's own `evaluation.linear_probe` (L-BFGS on standardised cached features) is shown beside them.
 Backbone: EfficientNet-Lite0 with ImageNet weights at 64 px, as in chapters 1 and 7.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import halves, interleave, table
-from tutorlib import data, models, train
+from tutorlib import data, evaluation, models, train
 
 EPOCHS, BATCH, PER_CLASS = 25, 4, 100
 
@@ -41,7 +41,7 @@ def orders(n: int):
 
 
 def cached(backbone, train_set, test_set) -> float:
-    feats, test_feats = train.extract_features(backbone, train_set), train.extract_features(backbone, test_set)
+    feats, test_feats = evaluation.extract_features(backbone, train_set), evaluation.extract_features(backbone, test_set)
     labels, perm = train_set[1], orders(len(train_set[1]))
     head = train_head(lambda e: ((feats[perm[e][i:i + BATCH]], labels[perm[e][i:i + BATCH]])
                                  for i in range(0, len(labels), BATCH)), feats.shape[1], 5)
@@ -50,7 +50,7 @@ def cached(backbone, train_set, test_set) -> float:
 
 @torch.no_grad()
 def backbone_features(backbone, images: torch.Tensor) -> torch.Tensor:
-    return train.extract_features(backbone, images, batch_size=BATCH)
+    return evaluation.extract_features(backbone, images, batch_size=BATCH)
 
 
 def per_epoch_backbone(backbone, train_set, test_set) -> float:
@@ -67,8 +67,8 @@ def per_epoch_backbone(backbone, train_set, test_set) -> float:
 
 
 def course_probe(backbone, train_set, test_set) -> float:
-    probe = train.linear_probe(train.extract_features(backbone, train_set), train_set[1])
-    return probe.score(train.extract_features(backbone, test_set), test_set[1])
+    probe = evaluation.linear_probe(evaluation.extract_features(backbone, train_set), train_set[1])
+    return probe.score(evaluation.extract_features(backbone, test_set), test_set[1])
 
 
 def run(repeats: int = 2) -> tuple[list[dict], dict]:

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from common import halves, interleave, table
-from tutorlib import models, surgery, train
-from tutorlib.profile import seed_everything
+from tutorlib import evaluation, models, surgery, train
+from tutorlib.seeds import seed_everything
 
 TARGET = 0.95
 
@@ -52,7 +52,7 @@ def tutorial(b_train, b_test, max_epochs: int = 10) -> tuple[float | None, float
             loss.backward()
             opt.step()
         sched.step()
-        accuracies.append(train.evaluate(model, b_test)["accuracy"])
+        accuracies.append(evaluation.evaluate(model, b_test)["accuracy"])
         elapsed.append(time.perf_counter() - start)
         if accuracies[-1] >= TARGET:
             break

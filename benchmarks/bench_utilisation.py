@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from common import halves, interleave, table
-from tutorlib import analysis, models, train
+from tutorlib import analysis, evaluation, models, train
 
 N = 2048
 
@@ -29,8 +29,8 @@ def run(repeats: int = 3) -> tuple[list[dict], dict]:
     t = interleave({
         "matmul": lambda: matmul(a, b),
         "CNN training epoch": lambda: train.fit(cnn, (images, labels), epochs=1, lr=1e-3, seed=0, progress=False),
-        "CNN inference": lambda: train.predict(cnn, images),
-        "Lite0 inference": lambda: train.predict(lite0, probe_images, batch_size=256),
+        "CNN inference": lambda: evaluation.predict(cnn, images),
+        "Lite0 inference": lambda: evaluation.predict(lite0, probe_images, batch_size=256),
     }, repeats)
     peak = 5 * 2 * N ** 3 / t.median("matmul")
     cnn_flops = analysis.count_flops(cnn, (1, 28, 28))

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from helpers import tiny_cnn
 
-from tutorlib import analysis, models
+from tutorlib import analysis, models, surgery
 
 
 def test_linear_cka_invariances():
@@ -89,3 +90,13 @@ def test_per_class_accuracy_and_weight_distance(blobs):
 
 def test_pareto_front():
     assert analysis.pareto_front([1, 2, 3, 4], [0.5, 0.7, 0.6, 0.9]) == [True, True, False, True]
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+def test_latency_and_count_flops_keep_every_mode():
+    model = surgery.freeze(tiny_cnn().train(), 1)
+    modes = [m.training for m in model.modules()]
+    analysis.latency(model, (1, 12, 12), repeats=1, warmup=0)
+    analysis.count_flops(model, (1, 12, 12))
+    assert [m.training for m in model.modules()] == modes
+    assert model.training and not model.features.block1.bn.training

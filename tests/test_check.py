@@ -1,6 +1,7 @@
 """Verdict cells (`check.expect` / `check.report`) and exercise self-checks."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +104,22 @@ def test_rank_agreement_refuses_a_threshold_chance_passes_often():
 def test_rank_agreement_asks_for_one_number_per_model():
     with pytest.raises(TypeError, match="one number per model"):
         check.rank_agreement([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "lists", min_tau=0.5)
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+def test_verdict_numbers_accept_pandas_and_numpy(capsys):
+    import pandas as pd
+
+    check.expect(True, "tables print as values", s=pd.Series([1.0, 2.0]), a=np.array([1, 2]), x=np.float32(0.5))
+    assert "s={0: 1.0, 1: 2.0}, a=[1, 2], x=0.5" in capsys.readouterr().out
+
+
+def test_a_verdict_on_nan_fails():
+    with pytest.raises(AssertionError, match="FAIL"):
+        check.expect(torch.tensor(float("nan")), "a NaN is not a pass")
+
+
+def test_results_file_in_a_missing_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUTORLIB_RESULTS", str(tmp_path / "no" / "such" / "results.jsonl"))
+    with pytest.raises(FileNotFoundError, match="mkdir -p"):
+        check.report("anything", x=1)

@@ -13,6 +13,7 @@ NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.name[:2])
 def test_student_version_hides_every_solution(path):
     import nbformat
+
     from tutorlib import course
 
     original = nbformat.read(path, as_version=4)
@@ -46,6 +47,7 @@ def test_grade_reads_the_self_checks_of_a_submission(tmp_path):
     """A tiny submission: one right answer, one wrong, one still the stub; grading runs past the errors."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
+
     from tutorlib import course
 
     def exercise(number, answer_source):
@@ -70,6 +72,7 @@ def test_grade_reads_the_self_checks_of_a_submission(tmp_path):
 def test_a_failing_chapter_is_marked_failed_and_the_others_still_build(tmp_path, monkeypatch):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
+
     from tutorlib import course
 
     sources = {"01_fine": "from tutorlib import check\ncheck.expect(1 < 2, 'one is less than two', paper='Peano', a=1)",

@@ -1,9 +1,11 @@
 """tutorlib.data: every loading path offline, split properties, reshaping helpers, corruptions."""
+import gzip
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from helpers import FEW, LABELS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -232,3 +234,129 @@ def test_label_noise_does_not_follow_the_batch_order_of_the_same_seed():
     first_shown = set(torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:len(flipped)].tolist())
     assert len(flipped & first_shown) < 0.9 * len(flipped)  # about 80% overlap by chance, not 100%
     assert noisy.tolist() == data.add_label_noise(labels, 0.8, 5, seed=0).tolist()  # still reproducible
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+DATA_CASES = {
+    "unknown dataset": (lambda: data.load_dataset("fashion-mnist"), ValueError, "'fashion_mnist'"),
+    "unknown dataset split": (lambda: data.load_dataset("digits", "validation"), ValueError, "'test'"),
+    "unknown split": (lambda: data.load_fashion_mnist("val"), ValueError, "'train', 'test'"),
+    "unknown size": (lambda: data.load_fashion_mnist("train", "medium"), ValueError, "'small', 'full'"),
+    "fractions sum to 0.9": (lambda: data.stratified_split(LABELS, (0.5, 0.2, 0.2)), ValueError, "sum to 1"),
+    "negative fraction": (lambda: data.stratified_split(LABELS, (1.2, -0.2)), ValueError, "non-negative"),
+    "class too small to split": (lambda: data.stratified_split(FEW, (0.8, 0.1, 0.1)), ValueError, "Class 2"),
+    "few_shot beyond class size": (lambda: data.few_shot(FEW, 2), ValueError, "Class 2"),
+    "few_shot zero shots": (lambda: data.few_shot(LABELS, 0), ValueError, "at least 1"),
+    "imbalance ratio below 1": (lambda: data.long_tail(LABELS, 0.5), ValueError, ">= 1"),
+    "noise rate above 1": (lambda: data.add_label_noise(LABELS, 1.5, 3), ValueError, "[0, 1]"),
+    "noise rate below 0": (lambda: data.add_label_noise(LABELS, -0.1, 3), ValueError, "[0, 1]"),
+    "noisy labels outside num_classes": (lambda: data.add_label_noise(LABELS, 0.1, 2), ValueError, "0..1"),
+    "unknown corruption": (lambda: data.corrupt(torch.rand(2, 1, 8, 8), "fog"), ValueError, "gaussian_noise"),
+    "severity 0": (lambda: data.corrupt(torch.rand(2, 1, 8, 8), "blur", 0), ValueError, "1 to 5"),
+    "severity 6": (lambda: data.corrupt(torch.rand(2, 1, 8, 8), "blur", 6), ValueError, "1 to 5"),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_arguments_name_the_valid_choices(case):
+    call, error, expected_text = DATA_CASES[case]
+    with pytest.raises(error) as info:
+        call()
+    assert expected_text in str(info.value)
+
+
+def test_image_folder_faults_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="one sub-folder per class"):
+        data.load_image_folder(tmp_path / "nowhere", 16)
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(ValueError, match="at least 2"):
+        data.load_image_folder(tmp_path, 16)
+    (tmp_path / "dogs").mkdir()
+    with pytest.raises(ValueError, match="is empty"):
+        data.load_image_folder(tmp_path, 16)
+
+
+def test_image_folder_with_a_corrupt_image_names_the_file(tmp_path):
+    from PIL import Image
+
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        Image.new("L", (8, 8), 128).save(tmp_path / name / "ok.png")
+    (tmp_path / "dogs" / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match="broken.png"):
+        data.load_image_folder(tmp_path, 16)
+
+
+def test_a_garbage_gz_under_tutorlib_data_names_the_file(tmp_path, monkeypatch):
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes(b"this is not gzip at all")
+    monkeypatch.setenv("TUTORLIB_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz.*not a valid gzip IDX file"):
+        data.load_fashion_mnist("train", "full")
+
+
+def test_a_truncated_gz_names_the_file(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + bytes(100))
+    path.write_bytes(path.read_bytes()[:-12])
+    with pytest.raises(ValueError, match="t10k-labels"):
+        data.read_idx(path)
+
+
+def _photo_folder(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / name / "wide.png")
+    return tmp_path
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    from PIL import Image
+
+    root = _photo_folder(tmp_path)
+    upright = np.zeros((40, 20, 3), dtype=np.uint8)  # tall: top half white
+    upright[:20] = 255
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # what the phone saved: wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    stored.save(root / "a" / "phone.jpg", exif=exif.tobytes(), quality=95)
+    images, labels, classes = data.load_image_folder(root, 8, return_classes=True, center_crop=False)
+    assert classes == ["a", "b"] and labels[0] == 0
+    phone = images[0]  # class a's files sort as phone.jpg, wide.png
+    assert phone[:, :4].mean() > 0.9 and phone[:, 4:].mean() < 0.1  # white on top: upright
+
+
+def test_sixteen_bit_png_keeps_its_range(tmp_path):
+    from PIL import Image
+
+    root = _photo_folder(tmp_path)
+    ramp = np.linspace(0, 65535, 16 * 16).reshape(16, 16).astype(np.uint16)
+    Image.fromarray(ramp).save(root / "b" / "deep.png")
+    images, labels = data.load_image_folder(root, 16, grayscale=True)
+    deep = images[labels == 1][0, 0]
+    assert 0.4 < float(deep.mean()) < 0.6 and float(deep.min()) < 0.05  # not saturated at 1.0
+
+
+def test_non_square_photos_are_centre_cropped_by_default(tmp_path):
+    from PIL import Image
+
+    root = _photo_folder(tmp_path)
+    stripes = np.zeros((20, 60), dtype=np.uint8)
+    stripes[:, 20:40] = 255  # a white centre third
+    Image.fromarray(stripes).save(root / "b" / "stripes.png")
+    cropped, labels = data.load_image_folder(root, 10, grayscale=True)
+    squashed, _ = data.load_image_folder(root, 10, grayscale=True, center_crop=False)
+    assert float(cropped[labels == 1][0].mean()) > 0.9  # the crop is the white centre
+    assert float(squashed[labels == 1][0].mean()) < 0.6  # squashing keeps the black sides
+
+
+def test_a_decompression_bomb_is_named(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = _photo_folder(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 800-pixel photos now count as bombs (> 2x the limit)
+    with pytest.raises(ValueError, match="too large to open safely.*MAX_IMAGE_PIXELS"):
+        data.load_image_folder(root, 8)

@@ -96,6 +96,7 @@ def test_wrong_architecture_is_reported(copied_checkpoints):
 def test_no_torch_load_without_weights_only():
     import pathlib
     import re
+
     import tutorlib
 
     for path in pathlib.Path(tutorlib.__file__).parent.glob("*.py"):

@@ -5,6 +5,7 @@ import pytest
 def test_plots_return_figures(blobs):
     import pandas as pd
     from matplotlib.figure import Figure
+
     from tutorlib import plots
 
     df = pd.DataFrame({"x": [1, 2, 1, 2], "acc": [0.5, 0.6, 0.55, 0.65], "method": ["a", "a", "b", "b"]})
@@ -17,6 +18,7 @@ def test_plots_return_figures(blobs):
 def test_explorer_is_a_widget_in_lab_and_a_static_figure_headless(monkeypatch):
     import ipywidgets
     from matplotlib.figure import Figure
+
     from tutorlib import plots
 
     calls = []
@@ -48,6 +50,7 @@ def test_explorer_is_a_widget_in_lab_and_a_static_figure_headless(monkeypatch):
 
 def test_explorer_shows_an_error_from_its_experiment_instead_of_losing_it(monkeypatch):
     import ipywidgets
+
     from tutorlib import plots
 
     monkeypatch.setenv("TUTORLIB_HEADLESS", "0")

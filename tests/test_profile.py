@@ -1,8 +1,9 @@
 """Run profiles and the one seed helper."""
+
 import pytest
 import torch
 
-from tutorlib import profile
+from tutorlib import profile, train
 
 
 def test_profiles(monkeypatch):
@@ -16,9 +17,11 @@ def test_profiles(monkeypatch):
 
 
 def test_seed_everything_repeats():
-    g1 = profile.seed_everything(3)
+    from tutorlib.seeds import seed_everything
+
+    g1 = seed_everything(3)
     a = (torch.rand(3), torch.rand(2, generator=g1))
-    g2 = profile.seed_everything(3)
+    g2 = seed_everything(3)
     b = (torch.rand(3), torch.rand(2, generator=g2))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
@@ -39,7 +42,19 @@ def test_bad_seed_lists_name_the_variable_and_an_example(monkeypatch, text):
         profile.current("quick")
 
 
-def test_seed_everything_lives_in_seeds_and_is_reexported():
+def test_seed_everything_has_one_home():
+    """One seed helper, reached as tutorlib.seed_everything or tutorlib.seeds.seed_everything, and nowhere else."""
+    import tutorlib
     from tutorlib import seeds
 
-    assert profile.seed_everything is seeds.seed_everything is __import__("tutorlib").seed_everything
+    assert tutorlib.seed_everything is seeds.seed_everything
+    assert not hasattr(profile, "seed_everything") and "seed_everything" not in train.__all__
+    assert not {"evaluate", "predict", "distillation_loss", "snapshot"} & set(train.__all__)  # no re-exports
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+@pytest.mark.parametrize("name", ["fast", "Quick", "standrad"])
+def test_an_invalid_profile_is_an_error_not_a_default(monkeypatch, name):
+    monkeypatch.setenv(profile.ENV_VAR, name)
+    with pytest.raises(ValueError, match=r"Unknown profile.*\['full', 'quick', 'standard'\]"):
+        profile.current()

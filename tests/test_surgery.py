@@ -1,11 +1,14 @@
 """tutorlib.surgery on the course CNN, timm EfficientNet-Lite0 and torchvision ResNet-18 / MobileNetV3."""
+import copy
+
 import pytest
 import timm
 import torch
 import torch.nn as nn
 import torchvision
+from helpers import GOOD, IMAGES, tiny_cnn, unchanged, weights
 
-from tutorlib import models, surgery
+from tutorlib import analysis, evaluation, losses, models, surgery
 from tutorlib.surgery import BATCH_NORMS
 
 MODELS = {
@@ -198,7 +201,7 @@ def test_train_only_trains_exactly_the_named_groups():
 
 
 def test_a_pruned_model_compares_with_its_pretrained_weights_name_by_name():
-    from tutorlib import analysis, losses
+    from tutorlib import analysis
 
     model = models.small_cnn(8, 2, 3)
     reference = losses.snapshot(model)
@@ -210,3 +213,75 @@ def test_a_pruned_model_compares_with_its_pretrained_weights_name_by_name():
     penalty = losses.l2sp_penalty(model, reference, alpha=2.0)
     penalty.backward()
     assert model.features.block1.conv.weight_orig.grad is not None and float(penalty.detach()) > 0
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+GROUPS = "['block1', 'block2', 'head']"
+
+
+SURGERY_CASES = {
+    "freeze a typo": (lambda m: surgery.freeze(m, "blok1"), GROUPS),
+    "freeze too deep": (lambda m: surgery.freeze(m, 99), GROUPS),
+    "freeze a negative depth": (lambda m: surgery.freeze(m, -1), GROUPS),
+    "unfreeze a typo": (lambda m: surgery.unfreeze(m, "Head"), GROUPS),
+    "train_only a typo": (lambda m: surgery.train_only(m, ["block3"]), GROUPS),
+    "transplant too deep": (lambda m: surgery.transplant(tiny_cnn(), m, 7), GROUPS),
+    "transplant a typo": (lambda m: surgery.transplant(tiny_cnn(), m, "block9"), GROUPS),
+    "transplant across architectures": (lambda m: surgery.transplant(models.small_cnn(4, 3, 3), m, 1),
+                                        "one architecture"),
+    "transplant across widths": (lambda m: surgery.transplant(models.small_cnn(8, 2, 3), m, 1),
+                                 "different shapes"),
+    "extract_features from a typo": (lambda m: evaluation.extract_features(m, GOOD, layer="block7"), GROUPS),
+    "prune more than everything": (lambda m: surgery.prune_magnitude(m, 1.5), "[0, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", SURGERY_CASES)
+def test_surgery_errors_list_the_layer_groups(case):
+    call, expected_text = SURGERY_CASES[case]
+    with pytest.raises(ValueError) as info:
+        call(tiny_cnn())
+    assert expected_text in str(info.value)
+
+
+def test_replace_head_without_a_head_says_how_to_pass_one():
+    backbone = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match="head_name="):
+        surgery.replace_head(backbone, 5)
+
+
+def test_prune_one_means_all_weights_not_one_weight():
+    model = surgery.prune_magnitude(tiny_cnn(), 1)
+    assert analysis.sparsity(model) == 1.0
+
+
+def test_frozen_batchnorm_survives_model_train_in_a_learners_own_loop():
+    model = surgery.freeze(tiny_cnn(), 1)
+    bn = model.features.block1.bn
+    stats = bn.running_mean.clone()
+    model.train()  # what every hand-written loop does
+    assert not bn.training and model.features.block2.bn.training
+    model(IMAGES)
+    assert torch.equal(bn.running_mean, stats)
+    copied = copy.deepcopy(model).train()
+    assert not copied.features.block1.bn.training and copied.features.block2.bn.training
+    surgery.unfreeze(model)
+    model.train()
+    assert bn.training
+    model(IMAGES)
+    assert not torch.equal(bn.running_mean, stats)
+
+
+def test_train_bn_true_keeps_frozen_groups_batchnorm_updating():
+    model = surgery.freeze(tiny_cnn(), 1, train_bn=True).train()
+    assert model.features.block1.bn.training and model.features.block1.bn.weight.requires_grad
+    assert not model.features.block1.conv.weight.requires_grad
+
+
+def test_transplant_checks_every_group_before_copying_any():
+    src, dst = models.small_cnn(4, 2, 3), models.small_cnn(4, 2, 3)
+    src.features.block2 = models.conv_block(4, 8, downsample=True)  # the second group will not fit
+    before = weights(dst)
+    with pytest.raises(ValueError, match="different shapes"):
+        surgery.transplant(src, dst, 2)
+    assert unchanged(dst, before)

@@ -5,13 +5,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from helpers import GOOD, IMAGES, LABELS, tiny_cnn, unchanged, weights
 
-from tutorlib import models, surgery, train
-
-
-def tiny_cnn():
-    torch.manual_seed(0)
-    return models.small_cnn(width=4, depth=2, num_classes=3)
+from tutorlib import evaluation, losses, models, surgery, train
 
 
 def test_fit_learns_a_separable_task(blobs):
@@ -61,7 +57,7 @@ def test_early_stopping_restores_the_best_weights(blobs):
     history = train.fit(model, blobs, wrong, epochs=30, lr=1e-2, batch_size=16, early_stopping=2,
                         seed=0, progress=False)
     assert history.stopped_reason == "early_stopping" and history.epochs_run < 30
-    restored = train.evaluate(model, wrong)["loss"]
+    restored = evaluation.evaluate(model, wrong)["loss"]
     assert restored == pytest.approx(history.val_loss[history.best_epoch], rel=1e-5)
     assert restored < history.val_loss[-1]
 
@@ -130,7 +126,7 @@ def test_ctrl_c_returns_history_and_best_weights(blobs):
     history = train.fit(model, blobs, blobs, epochs=10, lr=1e-2, batch_size=30, loss_fn=interrupt_late,
                         seed=0, progress=False)
     assert history.stopped_reason == "interrupted" and history.epochs_run == 6
-    assert train.evaluate(model, blobs)["loss"] == pytest.approx(history.val_loss[history.best_epoch], rel=1e-5)
+    assert evaluation.evaluate(model, blobs)["loss"] == pytest.approx(history.val_loss[history.best_epoch], rel=1e-5)
 
 
 def test_same_seed_same_history(blobs):
@@ -176,15 +172,15 @@ def test_bad_inputs_fail_early(blobs):
 
 def test_extract_features_and_linear_probe(blobs):
     model = tiny_cnn()
-    feats = train.extract_features(model, blobs)
+    feats = evaluation.extract_features(model, blobs)
     assert feats.shape == (90, 4)
-    block = train.extract_features(model, blobs, layer="block1")
+    block = evaluation.extract_features(model, blobs, layer="block1")
     assert block.shape == (90, 4)
-    flat = train.extract_features(model, blobs, layer="block1", pool="flatten")
+    flat = evaluation.extract_features(model, blobs, layer="block1", pool="flatten")
     assert flat.shape == (90, 4 * 6 * 6)
     with pytest.raises(ValueError, match="Layer groups"):
-        train.extract_features(model, blobs, layer="block9")
-    probe = train.linear_probe(flat, blobs[1])
+        evaluation.extract_features(model, blobs, layer="block9")
+    probe = evaluation.linear_probe(flat, blobs[1])
     assert probe.score(flat, blobs[1]) >= 0.95
     with torch.no_grad():
         assert torch.allclose(probe.as_linear()(flat), probe(flat), atol=1e-4)
@@ -193,23 +189,23 @@ def test_extract_features_and_linear_probe(blobs):
 def test_distillation_and_l2sp():
     logits = torch.randn(8, 5)
     labels = torch.randint(0, 5, (8,))
-    same = train.distillation_loss(logits, logits, labels, temperature=4.0, alpha=1.0)
+    same = losses.distillation_loss(logits, logits, labels, temperature=4.0, alpha=1.0)
     assert float(same) == pytest.approx(0.0, abs=1e-6)
-    assert float(train.distillation_loss(logits, -logits, labels, alpha=1.0)) > 0.1
+    assert float(losses.distillation_loss(logits, -logits, labels, alpha=1.0)) > 0.1
     model = tiny_cnn()
     reference = {k: v.clone() for k, v in model.state_dict().items()}
-    assert float(train.l2sp_penalty(model, reference).detach()) == 0.0
+    assert float(losses.l2sp_penalty(model, reference).detach()) == 0.0
     with torch.no_grad():
         model.head.weight.add_(1.0)  # the head is exempt
-    assert float(train.l2sp_penalty(model, reference).detach()) == 0.0
+    assert float(losses.l2sp_penalty(model, reference).detach()) == 0.0
     with torch.no_grad():
         model.features.block1.conv.weight.add_(1.0)
     n = model.features.block1.conv.weight.numel()
-    assert float(train.l2sp_penalty(model, reference, alpha=0.1).detach()) == pytest.approx(0.05 * n)
+    assert float(losses.l2sp_penalty(model, reference, alpha=0.1).detach()) == pytest.approx(0.05 * n)
 
 
 def test_extracted_features_can_train_a_head(blobs):
-    feats = train.extract_features(tiny_cnn(), blobs)
+    feats = evaluation.extract_features(tiny_cnn(), blobs)
     head = nn.Linear(feats.shape[1], 3)
     F.cross_entropy(head(feats), blobs[1]).backward()  # inference-mode tensors would refuse this
     assert head.weight.grad is not None and not feats.is_inference()
@@ -218,8 +214,209 @@ def test_extracted_features_can_train_a_head(blobs):
 def test_a_model_evaluated_first_can_still_be_trained(blobs):
     """predict converts the model to channels-last; done inside inference mode, that froze it for good."""
     model = tiny_cnn()
-    train.evaluate(model, blobs)
+    evaluation.evaluate(model, blobs)
     assert not any(p.is_inference() for p in model.parameters())
     F.cross_entropy(model(blobs[0]), blobs[1]).backward()  # a hand-written step, as the benchmarks do
     history = train.fit(model, blobs, epochs=1, lr=1e-2, seed=0, progress=False)
     assert history.stopped_reason == "completed"
+
+
+# ----------------------------------------------------------------------------- bad input and faults
+
+
+FIT_INPUT_CASES = {
+    "uint8 images": ((GOOD[0].mul(255).byte(), LABELS), TypeError, "images.float() / 255"),
+    "images without a channel axis": ((GOOD[0][:, 0], LABELS), ValueError, "unsqueeze(1)"),
+    "images in 0..255": ((GOOD[0] * 255, LABELS), ValueError, "Divide uint8 images by 255"),
+    "NaN pixels": ((GOOD[0].index_fill(0, torch.tensor([3]), float("nan")), LABELS), ValueError, "[0, 1]"),
+    "RGB images into a grayscale model": ((GOOD[0].expand(-1, 3, -1, -1), LABELS), ValueError,
+                                          "images.mean(1, keepdim=True)"),
+    "labels beyond the head": ((GOOD[0], LABELS + 1), ValueError, "replace_head"),
+    "float labels": ((GOOD[0], LABELS.float()), TypeError, "int64"),
+    "images and labels of different lengths": ((GOOD[0], LABELS[:20]), ValueError, "differ in length"),
+    "images alone": ((GOOD[0],), TypeError, "(images, labels) pair"),
+}
+
+
+@pytest.mark.parametrize("case", FIT_INPUT_CASES)
+def test_fit_rejects_bad_data_with_the_fix(case):
+    batch, error, expected_text = FIT_INPUT_CASES[case]
+    with pytest.raises(error) as info:
+        train.fit(tiny_cnn(), batch, epochs=1, lr=1e-3, progress=False)
+    assert expected_text in str(info.value)
+
+
+FIT_OPTION_CASES = {
+    "unknown optimizer": (dict(optimizer="adam"), "'adamw' or 'sgd'"),
+    "unknown schedule": (dict(schedule="linear"), "'cosine' or 'constant'"),
+    "zero learning rate": (dict(lr=0.0), "lr > 0"),
+    "zero epochs": (dict(epochs=0), "epochs and batch_size must be >= 1"),
+    "early stopping without validation data": (dict(early_stopping=3), "pass val="),
+}
+
+
+@pytest.mark.parametrize("case", FIT_OPTION_CASES)
+def test_fit_rejects_bad_options(case):
+    options, expected_text = FIT_OPTION_CASES[case]
+    with pytest.raises(ValueError) as info:
+        train.fit(tiny_cnn(), GOOD, **{"epochs": 1, "lr": 1e-3, "progress": False, **options})
+    assert expected_text in str(info.value)
+
+
+def test_fit_on_a_fully_frozen_model_says_unfreeze():
+    model = surgery.freeze(tiny_cnn(), up_to=3)
+    with pytest.raises(ValueError, match="surgery.unfreeze"):
+        train.fit(model, GOOD, epochs=1, lr=1e-3, progress=False)
+
+
+
+
+def test_nan_loss_stops_with_advice_and_keeps_the_last_good_weights(blobs):
+    model = tiny_cnn()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(train.TrainingDiverged) as err:
+        train.fit(model, blobs, epochs=3, lr=1e-2, batch_size=16, seed=0, progress=False,
+                  loss_fn=lambda logits, y: nn.functional.cross_entropy(logits, y) * float("nan"))
+    message = str(err.value)
+    assert "lower learning rate" in message and "clip_grad_norm" in message
+    assert err.value.history.stopped_reason == "diverged"
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())  # diverged in epoch 0
+
+
+def test_inf_loss_after_a_good_epoch_restores_that_epoch(blobs):
+    calls = {"n": 0}
+
+    def loss_after_a_while(logits, labels):
+        calls["n"] += 1
+        loss = nn.functional.cross_entropy(logits, labels)
+        return loss * float("inf") if calls["n"] > 8 else loss  # 6 steps per epoch: inf in epoch 1
+
+    model = tiny_cnn()
+    with pytest.raises(train.TrainingDiverged, match="epoch 1") as err:
+        train.fit(model, blobs, epochs=3, lr=1e-2, batch_size=16, seed=0, progress=False,
+                  loss_fn=loss_after_a_while)
+    assert err.value.history.epochs_run == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_learning_rate_of_ten_is_caught_with_a_rate_to_try(blobs):
+    torch.manual_seed(0)
+    model = models.plain_net(depth=6, width=32, in_features=12 * 12, num_classes=3)  # no BatchNorm to save it
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(train.TrainingDiverged, match=r"lr=0\.98") as err:  # a tenth of the rate it blew up at
+        train.fit(model, blobs, epochs=5, lr=10.0, optimizer="sgd", batch_size=16, seed=0, progress=False)
+    assert 0 < len(err.value.history.step_loss) < 6  # it stopped within the first epoch, at the blow-up
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("where", ["forward hook", "loss function"])
+def test_ctrl_c_returns_the_history_and_the_best_weights(blobs, where):
+    model, steps = tiny_cnn(), {"n": 0}
+
+    def interrupt_at_step_20(*_):
+        steps["n"] += 1
+        if steps["n"] == 20:
+            raise KeyboardInterrupt
+
+    loss_fn = None
+    if where == "forward hook":
+        model.register_forward_pre_hook(lambda m, args: interrupt_at_step_20() if m.training else None)
+    else:
+        def loss_fn(logits, labels):
+            interrupt_at_step_20()
+            return nn.functional.cross_entropy(logits, labels)
+    history = train.fit(model, blobs, blobs, epochs=10, lr=1e-2, batch_size=16, seed=0, progress=False,
+                        loss_fn=loss_fn)
+    assert history.stopped_reason == "interrupted" and history.epochs_run == 3  # 6 steps per epoch
+    best = min(history.val_loss)
+    assert evaluation.evaluate(model, blobs)["loss"] == pytest.approx(best, rel=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("call", ["fit", "predict"])
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(call):
+    with pytest.raises(ValueError, match="no usable CUDA GPU.*device='cpu'"):
+        if call == "fit":
+            train.fit(tiny_cnn(), GOOD, epochs=1, lr=1e-3, device="cuda", progress=False)
+        else:
+            evaluation.predict(tiny_cnn(), GOOD[0], device="cuda:0")
+
+
+FIT_CASES = {
+    "empty training set": (dict(train=(IMAGES[:0], LABELS[:0])), ValueError, "empty"),
+    "param_groups=[]": (dict(param_groups=[]), ValueError, "non-empty list"),
+    "param_groups missing the head": (dict(param_groups="body only"), ValueError, "exactly once"),
+    "a negative group learning rate": (dict(param_groups="negative"), ValueError, "learning rate > 0"),
+    "a parameter in two groups": (dict(param_groups="twice"), ValueError, "1 repeated"),
+    "clip_grad_norm=0": (dict(clip_grad_norm=0), ValueError, "clip_grad_norm"),
+    "batch_size 0": (dict(batch_size=0), ValueError, "batch_size"),
+    "batch_size 1.5": (dict(batch_size=1.5), TypeError, "batch_size"),
+    "a NaN learning rate": (dict(lr=float("nan")), ValueError, "lr > 0"),
+    "a negative weight decay": (dict(weight_decay=-1.0), ValueError, "weight_decay"),
+    "a float seed": (dict(seed=1.5), TypeError, "seed"),
+    "a negative seed": (dict(seed=-1), ValueError, "seed"),
+    "both steps and epochs": (dict(steps=5, epochs=1), ValueError, "exactly one budget"),
+    "val labels beyond the head": (dict(val=(IMAGES, LABELS + 3)), ValueError, "val labels"),
+    "val images in 0..255": (dict(val=(IMAGES * 255, LABELS)), ValueError, "[0, 1]"),
+    "val of the wrong length": (dict(val=(IMAGES, LABELS[:5])), ValueError, "differ in length"),
+    "images too small for the pooling": (dict(train=(torch.rand(30, 1, 1, 1), LABELS)), ValueError, "too small"),
+    "a loss without reduction": (dict(loss_fn=lambda z, y: F.cross_entropy(z, y, reduction="none")),
+                                 ValueError, "reduction='mean'"),
+    "an unknown device": (dict(device="tpu"), ValueError, "'cpu'"),
+    "a loss named by a string": (dict(loss_fn="mse"), TypeError, "leave it out"),
+}
+
+
+def _groups(model: nn.Module, kind):
+    if not isinstance(kind, str):
+        return kind
+    body, head = list(model.features.parameters()), list(model.head.parameters())
+    return {"body only": [{"params": body, "lr": 1e-3}],
+            "negative": [{"params": body, "lr": -1e-3}, {"params": head, "lr": 1e-3}],
+            "twice": [{"params": body + head[:1], "lr": 1e-3}, {"params": head, "lr": 1e-3}]}[kind]
+
+
+@pytest.mark.parametrize("case", FIT_CASES)
+def test_fit_refuses_before_any_weight_changes(case):
+    options, error, expected_text = FIT_CASES[case]
+    model = models.small_cnn(width=4, depth=3, num_classes=3)  # 3 pools: images below 8 x 8 vanish
+    before = weights(model)
+    options = dict(options)
+    train_data = options.pop("train", (IMAGES, LABELS))
+    if "param_groups" in options:
+        options["param_groups"] = _groups(model, options["param_groups"])
+    kwargs = {"epochs": 1, "lr": 1e-3, "progress": False, **options}
+    with pytest.raises(error) as info:
+        train.fit(model, train_data, **kwargs)
+    assert expected_text in str(info.value), str(info.value)
+    assert unchanged(model, before)
+
+
+def test_fit_leaves_the_weights_in_their_own_memory_format():
+    model = tiny_cnn()
+    train.fit(model, (IMAGES, LABELS), steps=2, lr=1e-3, progress=False)
+    assert all(p.is_contiguous() for p in model.parameters())
+    model.features.block1.conv.weight.view(-1)  # failed with channels-last weights
+
+
+def test_a_last_batch_of_one_sample_under_batchnorm_trains():
+    model = models.plain_net(depth=3, width=8, batchnorm=True, in_features=144, num_classes=3)
+    history = train.fit(model, (IMAGES[:29], LABELS[:29]), epochs=2, lr=1e-3, batch_size=4, progress=False)
+    assert history.stopped_reason == "completed" and history.steps_run == 14  # 7 batches: 6 of 4, 1 of 5
+
+
+def test_a_crash_inside_training_keeps_the_history_and_good_weights():
+    model, calls = tiny_cnn(), {"n": 0}
+
+    def loss_that_breaks(logits, labels):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("my custom loss broke")
+        return F.cross_entropy(logits, labels)
+
+    with pytest.raises(RuntimeError, match="my custom loss broke") as err:
+        train.fit(model, (IMAGES, LABELS), (IMAGES, LABELS), epochs=5, lr=1e-2, batch_size=10,
+                  loss_fn=loss_that_breaks, progress=False)
+    history = err.value.history
+    assert history.stopped_reason == "crashed" and history.epochs_run == 1 and history.steps_run == 4
+    assert evaluation.evaluate(model, (IMAGES, LABELS))["loss"] == pytest.approx(history.val_loss[0], rel=1e-4)

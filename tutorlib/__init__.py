@@ -6,7 +6,7 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.models`    the course CNN, EfficientNet-Lite with offline ImageNet weights, course checkpoints
 * `tutorlib.surgery`   layer groups, freeze / unfreeze, discriminative learning rates, transplant, pruning
 * `tutorlib.train`     `fit` (the one training loop, with `train_step` at its heart)
-* `tutorlib.evaluation` predict, evaluate, extract_features, linear_probe (also reachable as `train.*`)
+* `tutorlib.evaluation` predict, evaluate, extract_features, linear_probe
 * `tutorlib.losses`    distillation and L2-SP losses, `snapshot` for reference weights
 * `tutorlib.inputs`    the input contract every public function checks (shapes, dtypes, ranges)
 * `tutorlib.threads`   one fixed CPU thread count: the same numbers, and the same speed, idle or busy
@@ -17,6 +17,7 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.seeds`     `seed_everything`, the one seed helper
 * `tutorlib.pretext`   self-supervised pretext tasks (RotNet's rotations)
 * `tutorlib.transfer`  the A -> B protocol the chapters share: set-up, targets, pretrain, probe, fine-tune
+* `tutorlib.recipes`   fine-tuning recipes: LP, FT, discriminative rates, gradual unfreezing, LP-FT, L2-SP, distillation
 * `tutorlib.manifest`  data/manifest.json: every bundled file and checkpoint with its sha256
 
 Maintainer and teacher tools (bundle, checkpoints, the course build and grading) are in
@@ -26,15 +27,15 @@ from __future__ import annotations
 
 import inspect
 
-from . import (analysis, check, data, evaluation, inputs, losses, manifest, models, plots, pretext, profile, seeds,
-               surgery, threads, train, transfer)
+from . import (analysis, check, data, evaluation, inputs, losses, manifest, models, plots, pretext, profile, recipes,
+               seeds, surgery, threads, train, transfer)
 from .seeds import seed_everything
 
 threads.configure()  # one fixed thread count per machine: the same numbers idle or busy (see threads.py)
 
 __version__ = "0.1.0"
 __all__ = ["analysis", "check", "data", "evaluation", "inputs", "losses", "manifest", "models", "plots", "pretext",
-           "profile", "seeds", "surgery", "threads", "train", "transfer", "seed_everything", "show"]
+           "profile", "recipes", "seeds", "surgery", "threads", "train", "transfer", "seed_everything", "show"]
 
 
 def show(obj) -> None:

@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass, replace
 
 from . import inputs
-from .seeds import seed_everything  # noqa: F401  (also reachable as profile.seed_everything)
 
 ENV_VAR = "TUTORLIB_PROFILE"
 SEEDS_VAR = "TUTORLIB_SEEDS"

@@ -6,11 +6,11 @@ needs around it, each a named helper: every input checked before the first step,
 schedule, a snapshot of the weights at each epoch start that is restored if the loss turns NaN/inf,
 early stopping that restores the best weights, and Ctrl-C that returns the history so far.
 
-Evaluation, features and probes live in `tutorlib.evaluation`, extra losses in `tutorlib.losses`;
-they are re-exported here because the chapters call them as `train.evaluate` and so on.
+Evaluation, features and probes live in `tutorlib.evaluation`, extra losses in `tutorlib.losses`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -25,17 +25,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import inputs
-from .evaluation import (LinearProbe, evaluate, extract_features, fast_format, input_mismatch,  # noqa: F401
-                         is_shape_error, linear_probe, modes_kept, predict, resolve_device)
+from .evaluation import evaluate, fast_format, input_mismatch, is_shape_error, modes_kept, resolve_device
 from .inputs import Data
-from .losses import distillation_loss, l2sp_penalty, snapshot  # noqa: F401
-from .profile import seed_everything
+from .seeds import seed_everything
 from .surgery import train_mode
 
-__all__ = ["History", "TrainingDiverged", "fit", "train_step", "lr_factor", "batches",
-           # re-exported, so chapters can say train.evaluate(...) and so on:
-           "LinearProbe", "distillation_loss", "evaluate", "extract_features", "l2sp_penalty", "linear_probe",
-           "predict", "snapshot"]
+__all__ = ["History", "TrainingDiverged", "fit", "train_step", "lr_factor", "batches"]
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -71,6 +66,11 @@ class History:
     @property
     def steps_run(self) -> int:
         return len(self.step_loss)
+
+    def log_step(self, loss: float, lr: float, grad_norm: float) -> None:
+        self.step_loss.append(loss)
+        self.lr.append(lr)
+        self.grad_norm.append(grad_norm)
 
     def latest(self) -> dict[str, str]:
         """The last epoch's numbers, for the progress bar."""
@@ -123,11 +123,12 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
 
 
 def make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW, or SGD with momentum 0.9: the two the chapters compare (the one place a name is checked)."""
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {name!r}; choose one of {OPTIMIZERS}.")
+    raise ValueError(f"Unknown optimizer {name!r}; choose 'adamw' or 'sgd'.")
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -141,10 +142,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
 
 
 # ----------------------------------------------------------------------------- checks before the first step
-def _check_options(lr, batch_size, optimizer, weight_decay, warmup_steps, schedule, clip_grad_norm,
-                   early_stopping, val) -> None:
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}; choose 'adamw' or 'sgd'.")
+def _check_options(lr, batch_size, weight_decay, warmup_steps, schedule, clip_grad_norm, early_stopping, val) -> None:
     if schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {schedule!r}; choose 'cosine' or 'constant'.")
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
@@ -224,10 +222,11 @@ def _restore(model: nn.Module, state: dict | None) -> None:
         model.load_state_dict(state)
 
 
-def _diverged(model, good_state, history, epoch, step, loss, norm, lr) -> TrainingDiverged:
+def _diverged(model, good_state, history, loss, norm, lr) -> TrainingDiverged:
     """Restore the last good weights; the error says what to change."""
     _restore(model, good_state)
     history.stopped_reason = "diverged"
+    epoch, step = history.epochs_run, history.steps_run
     return TrainingDiverged(
         f"Training diverged at epoch {epoch}, step {step}: loss={loss:.3g}, gradient norm={norm:.3g}, "
         f"lr={lr:.3g}. The model now holds the last good weights (from the start of epoch {epoch}), and "
@@ -246,6 +245,10 @@ def _diverged_on_val(model, good_state, history, what: str) -> TrainingDiverged:
         f"and check the validation images for NaN or values far outside [0, 1].", history)
 
 
+class NonFiniteValidation(ArithmeticError):
+    """Early stopping met a NaN/inf validation loss: it cannot tell whether the run improved."""
+
+
 @dataclass
 class _Best:
     """Early stopping's memory: the best validation loss, its epoch and a copy of its weights."""
@@ -253,12 +256,13 @@ class _Best:
     loss: float = math.inf
     state: dict | None = None
 
-    def update(self, model: nn.Module, history: History, epoch: int, patience: int | None) -> bool:
-        """Record this epoch's validation loss; True when patience has run out."""
+    def update(self, model: nn.Module, history: History, patience: int | None) -> bool:
+        """Record the last epoch's validation loss; True when patience has run out."""
+        epoch = history.epochs_run - 1
         if not math.isfinite(history.val_loss[-1]):  # never better; early stopping cannot judge the run
             if patience is None:
                 return False
-            raise ValueError(f"early stopping met a validation loss of {history.val_loss[-1]} at epoch {epoch}")
+            raise NonFiniteValidation(f"early stopping met a validation loss of {history.val_loss[-1]} at epoch {epoch}")
         if history.val_loss[-1] < self.loss:
             self.loss, history.best_epoch, self.state = history.val_loss[-1], epoch, copy.deepcopy(model.state_dict())
             return False
@@ -274,111 +278,101 @@ def _end_of_epoch(model, history: History, val, device, started: float, losses: 
     history.elapsed.append(time.perf_counter() - started)
 
 
-# ----------------------------------------------------------------------------- fit
-def fit(model: nn.Module, train: Data, val: Data | None = None, *, steps: int | None = None,
-        epochs: int | None = None, lr: float, batch_size: int = 128, optimizer: str = "adamw",
-        weight_decay: float = 0.0, warmup_steps: int = 0, schedule: str = "cosine",
-        clip_grad_norm: float | None = None, early_stopping: int | None = None,
-        param_groups: list[dict] | None = None, loss_fn: Callable[..., torch.Tensor] | None = None,
-        progress: bool = True, seed: int | None = None, device: str = "cpu", activations: bool = False) -> History:
-    """Train `model` in place for `steps` optimisation steps (or `epochs` passes) and return its `History`.
+@dataclass
+class _Guard:
+    """The weights at the start of the current epoch: what a NaN puts back."""
 
-    train: ``(images, labels)`` or ``(images, labels, extra...)``; `loss_fn(logits, labels, *extra)`
-    defaults to cross-entropy. early_stopping: patience in epochs on validation loss; the best
-    weights are restored. param_groups: e.g. `surgery.discriminative_param_groups(model, lr)`.
-    activations: the inputs are cached activations of a frozen bottom (any finite values), not images.
-    """
+    epoch_start: dict | None = None
+
+
+@contextlib.contextmanager
+def _guards(model: nn.Module, history: History, best: _Best, opt, bar, started: float):
+    """Around the loop: NaN/inf restores the epoch's start, Ctrl-C returns the history, a crash keeps the weights."""
+    guard = _Guard()
+    try:
+        yield guard
+    except NonFiniteLoss as bad:
+        raise _diverged(model, guard.epoch_start, history, *bad.args, opt.param_groups[-1]["lr"]) from None
+    except NonFiniteValidation as bad:
+        raise _diverged_on_val(model, best.state or guard.epoch_start, history, str(bad)) from None
+    except KeyboardInterrupt:
+        history.stopped_reason = "interrupted"
+        print(f"Interrupted after {history.epochs_run} epochs; returning the history so far"
+              + (f" with the best weights (epoch {history.best_epoch})." if best.state else "."))
+        _restore(model, best.state)
+    except Exception as err:  # a crash in a hook or a loss: keep the weights and history the learner has
+        history.stopped_reason = "crashed"
+        _restore(model, best.state or guard.epoch_start)
+        err.history = history
+        raise
+    finally:
+        bar.close()
+        history.seconds = time.perf_counter() - started
+
+
+# ----------------------------------------------------------------------------- fit
+def _checked(model: nn.Module, train: Data, val: Data | None, loss_fn, activations: bool):
+    """(train tensors, val, loss_fn, whether labels are classes), every one checked before a step is taken."""
     inputs.module(model)
-    _check_options(lr, batch_size, optimizer, weight_decay, warmup_steps, schedule, clip_grad_norm,
-                   early_stopping, val)
     tensors = inputs.dataset(train, "train", unit_range=not activations)
     val = inputs.class_dataset(val, "val") if val is not None else None
     loss_fn = loss_fn or F.cross_entropy
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be a function loss_fn(logits, labels, *extra) -> scalar tensor, got "
                         f"{loss_fn!r}. For cross-entropy leave it out.")
-    class_labels = loss_fn is F.cross_entropy or not tensors[1].is_floating_point()
     if loss_fn is F.cross_entropy:
         tensors = (tensors[0], inputs.labels(tensors[1], "train labels"), *tensors[2:])
+    return tensors, val, loss_fn, loss_fn is F.cross_entropy or not tensors[1].is_floating_point()
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    """The batch order's own random stream: from `seed` (which also seeds everything else), or fresh."""
+    if seed is None:
+        return torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    seed_everything(inputs.seed(seed))
+    return torch.Generator().manual_seed(seed)
+
+
+def fit(model: nn.Module, train: Data, val: Data | None = None, *,
+        steps: int | None = None, epochs: int | None = None,  # the budget: give one
+        lr: float, optimizer: str = "adamw", batch_size: int = 128, weight_decay: float = 0.0,
+        warmup_steps: int = 0, schedule: str = "cosine", param_groups: list[dict] | None = None,
+        clip_grad_norm: float | None = None, early_stopping: int | None = None,  # guards
+        loss_fn: Callable[..., torch.Tensor] | None = None, activations: bool = False,
+        progress: bool = True, seed: int | None = None, device: str = "cpu") -> History:
+    """Train `model` in place for `steps` optimisation steps (or `epochs` passes); return its `History`.
+
+    train: (images, labels[, extra...]); loss_fn(logits, labels, *extra) defaults to cross-entropy.
+    early_stopping: patience in epochs on validation loss (the best weights are restored).
+    param_groups: e.g. surgery.discriminative_param_groups(model, lr). activations: cached features, not images.
+    """
+    _check_options(lr, batch_size, weight_decay, warmup_steps, schedule, clip_grad_norm, early_stopping, val)
+    tensors, val, loss_fn, class_labels = _checked(model, train, val, loss_fn, activations)
     total_steps = step_budget(steps, epochs, len(tensors[0]), batch_size)
-    groups = checked_param_groups(model, param_groups, lr)
+    opt = make_optimizer(checked_param_groups(model, param_groups, lr), optimizer, lr, weight_decay)
     _check_first_batch(model, tensors, val, class_labels)
-    generator = torch.Generator().manual_seed(
-        inputs.seed(seed) if seed is not None else int(torch.randint(0, 2**31, ())))
-    if seed is not None:
-        seed_everything(seed)
-    dev = resolve_device(device)
-    with fast_format(model, dev):
-        return _loop(model, tuple(t.to(dev) for t in tensors), val, groups, total_steps, generator,
-                     dict(lr=lr, optimizer=optimizer, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                          schedule=schedule, clip_grad_norm=clip_grad_norm, early_stopping=early_stopping,
-                          batch_size=batch_size, loss_fn=loss_fn, progress=progress, device=device))
-
-
-def _epoch(model, tensors, opt, base_lrs, index_batches, total_steps: int, cfg: dict, history: History, bar) -> list[float]:
-    """One pass of `train_step` over `index_batches`, the schedule set before each step; every step is logged."""
-    losses = []
-    for index in index_batches:
-        factor = lr_factor(history.steps_run, total_steps, cfg["warmup_steps"], cfg["schedule"])
-        for g, base in zip(opt.param_groups, base_lrs):
-            g["lr"] = base * factor
-        loss, norm = train_step(model, [t[index] for t in tensors], opt, cfg["loss_fn"], cfg["clip_grad_norm"])
-        losses.append(loss)
-        history.step_loss.append(loss)
-        history.lr.append(opt.param_groups[-1]["lr"])
-        history.grad_norm.append(norm)
-        bar.update()
-    return losses
-
-
-def _interrupted(model: nn.Module, history: History, best: _Best) -> None:
-    """Ctrl-C: keep the history so far and the best weights seen, and say so."""
-    history.stopped_reason = "interrupted"
-    print(f"Interrupted after {history.epochs_run} epochs; returning the history so far"
-          + (f" with the best weights (epoch {history.best_epoch})." if best.state else "."))
-    _restore(model, best.state)
-
-
-def _loop(model, tensors, val, groups, total_steps, generator, cfg) -> History:
-    """Epochs until the step budget is spent, inside the guards."""
-    opt = make_optimizer(groups, cfg["optimizer"], cfg["lr"], cfg["weight_decay"])
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    history, best, good_state, epoch = History(), _Best(), None, 0
-    started = time.perf_counter()
-    bar = tqdm(total=total_steps, desc="fit", disable=not cfg["progress"], leave=False)
-    try:
+    generator, dev, base_lrs = _generator(seed), resolve_device(device), [g["lr"] for g in opt.param_groups]
+    history, best, started = History(), _Best(), time.perf_counter()
+    bar = tqdm(total=total_steps, desc="fit", disable=not progress, leave=False)
+    with fast_format(model, dev), _guards(model, history, best, opt, bar, started) as guard:
+        tensors = tuple(t.to(dev) for t in tensors)
         while history.steps_run < total_steps:
-            good_state = copy.deepcopy(model.state_dict())  # restored if this epoch diverges
+            guard.epoch_start, losses = copy.deepcopy(model.state_dict()), []
             train_mode(model)
-            index_batches = batches(len(tensors[0]), cfg["batch_size"], generator)[:total_steps - history.steps_run]
-            try:
-                losses = _epoch(model, tensors, opt, base_lrs, index_batches, total_steps, cfg, history, bar)
-            except NonFiniteLoss as bad:
-                raise _diverged(model, good_state, history, epoch, history.steps_run, *bad.args,
-                                opt.param_groups[-1]["lr"]) from None
-            _end_of_epoch(model, history, val, cfg["device"], started, losses)
+            for index in batches(len(tensors[0]), batch_size, generator)[:total_steps - history.steps_run]:
+                for group, base in zip(opt.param_groups, base_lrs):  # warmup, then cosine (or constant)
+                    group["lr"] = base * lr_factor(history.steps_run, total_steps, warmup_steps, schedule)
+                loss, norm = train_step(model, [t[index] for t in tensors], opt, loss_fn, clip_grad_norm)
+                history.log_step(loss, opt.param_groups[-1]["lr"], norm)
+                losses.append(loss)
+                bar.update()
+            _end_of_epoch(model, history, val, device, started, losses)
             bar.set_postfix(history.latest())
-            try:
-                if val is not None and best.update(model, history, epoch, cfg["early_stopping"]):
-                    history.stopped_reason = "early_stopping"
-                    break
-            except ValueError as bad:
-                raise _diverged_on_val(model, best.state or good_state, history, str(bad)) from None
-            epoch += 1
+            if val is not None and best.update(model, history, early_stopping):
+                history.stopped_reason = "early_stopping"
+                break
         else:
             history.stopped_reason = "completed"
-    except KeyboardInterrupt:
-        _interrupted(model, history, best)
-    except TrainingDiverged:
-        raise
-    except Exception as err:  # a crash in a hook or a loss: keep the weights and history the learner has
-        history.stopped_reason = "crashed"
-        _restore(model, best.state or good_state)
-        err.history = history
-        raise
-    finally:
-        bar.close()
-        history.seconds = time.perf_counter() - started
-    if cfg["early_stopping"] is not None:
-        _restore(model, best.state)
+    if early_stopping is not None:
+        _restore(model, best.state)  # the best epoch's weights, also after Ctrl-C
     return history

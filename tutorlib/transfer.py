@@ -28,7 +28,8 @@ from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_
 from .models import efficientnet_lite, small_cnn, split
 from .seeds import derive, seed_everything
 from .surgery import freeze, layer_groups, replace_head
-from .train import History, evaluate, extract_features, fit, linear_probe, predict
+from .evaluation import evaluate, extract_features, linear_probe, predict
+from .train import History, fit
 
 
 @dataclass

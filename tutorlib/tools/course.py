@@ -528,7 +528,7 @@ def run_tests(unit_only: bool = False) -> int:
     return subprocess.call(pytest_command(unit_only), cwd=ROOT if IN_CLONE else None, env=env)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="The course's commands without make: build the write-up, check it on other seeds, make "
                     "students' copies, grade them, copy the chapters to a folder of your own, run the tests.")
@@ -544,7 +544,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--student", action="store_true", help="lab: open the students' copies (--out, default build/student/)")
     parser.add_argument("--keep-going", action="store_true",
                         help="build: run every cell even after a failure, so every verdict is evaluated")
-    args = parser.parse_intermixed_args(argv)  # options may come before or after the notebooks
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_intermixed_args(argv)  # options may come before or after the notebooks
     if args.command == "student":
         write_student_versions(args.out or BUILD / "student", force=args.force)
         return
