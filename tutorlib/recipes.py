@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import copy
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-import torch
 
 from . import inputs, losses, surgery, train, transfer
 from .data import Dataset
