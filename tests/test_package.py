@@ -119,3 +119,24 @@ def test_fit_shows_its_loop():
     for part in ("make_optimizer(", "lr_factor(", "train_step(", "_end_of_epoch(", "best.update(", "_guards(",
                  "for index in batches(", "while history.steps_run < total_steps"):
         assert part in source, f"fit does not show {part}"
+
+
+def test_no_chapter_variable_hides_a_tutorlib_module():
+    """A chapter's `evaluation = ...` would hide tutorlib.evaluation from every later cell."""
+    import ast
+    import json
+
+    import tutorlib
+
+    modules = set(tutorlib.__all__)
+    hidden = []
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            for node in ast.walk(ast.parse("".join(cell["source"]))):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in modules:
+                    hidden.append(f"{path.name}: {node.id}")
+                if isinstance(node, ast.arg) and node.arg in modules:
+                    hidden.append(f"{path.name}: parameter {node.arg}")
+    assert not hidden, hidden
