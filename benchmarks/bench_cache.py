@@ -9,7 +9,7 @@ must end with the same test accuracy; the figure is the ratio of their wall time
 from __future__ import annotations
 
 from common import halves, interleave
-from tutorlib import data, evaluation, train, transfer
+from tutorlib import data, evaluation, models, transfer
 
 STEPS, PER_CLASS, CUTS = 60, 50, ("blocks.2", "blocks.4")
 
@@ -18,7 +18,7 @@ def run(repeats: int = 2) -> tuple[list[dict], dict]:
     _, b_train, b_test = halves()
     target = data.take(b_train, data.few_shot(b_train[1], PER_CLASS, seed=0))
     test_set = data.take(b_test, data.few_shot(b_test[1], 100, seed=0))
-    lite = transfer.lite0()
+    lite = models.lite0()
 
     def tune(cut: str, cache: bool):
         tuned, _ = transfer.finetune(lite, target, steps=STEPS, lr=1e-3, seed=0, frozen_groups=cut, cache=cache)

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import halves, interleave, table
-from tutorlib import data, evaluation, models, train
+from tutorlib import data, evaluation, models
 
 EPOCHS, BATCH, PER_CLASS = 25, 4, 100
 

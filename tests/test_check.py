@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -123,3 +124,22 @@ def test_results_file_in_a_missing_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TUTORLIB_RESULTS", str(tmp_path / "no" / "such" / "results.jsonl"))
     with pytest.raises(FileNotFoundError, match="mkdir -p"):
         check.report("anything", x=1)
+
+
+def test_per_seed_turns_a_long_table_into_one_column_per_arm():
+    table = pd.DataFrame({"seed": [0, 0, 1, 1], "method": ["FT", "LP", "FT", "LP"], "accuracy": [0.9, 0.8, 0.7, 0.75]})
+    wide = check.per_seed(table, by="method", value="accuracy")
+    assert wide.index.tolist() == [0, 1] and wide["FT"].tolist() == [0.9, 0.7] and wide["LP"].tolist() == [0.8, 0.75]
+    with pytest.raises(ValueError, match="no column"):
+        check.per_seed(table, by="recipe", value="accuracy")
+    with pytest.raises(ValueError, match="two rows"):
+        check.per_seed(pd.concat([table, table]), by="method", value="accuracy")
+    with pytest.raises(TypeError, match="DataFrame"):
+        check.per_seed(table.to_dict(), by="method", value="accuracy")
+
+
+def test_verdicts_round_their_numbers_to_three_decimals(capsys):
+    check.report("rounded", gaps=pd.Series({0: 0.123456, 1: -0.98765}), one=torch.tensor(0.55555), lr=3.04e-4,
+                 norm=1.23456e-7, ms=123.4567, nan=float("nan"))
+    assert capsys.readouterr().out.strip() == ("NOT ASSERTED rounded: gaps={0: 0.123, 1: -0.988}, one=0.556, "
+                                               "lr=0.000304, norm=1.23e-07, ms=123.457, nan=nan")

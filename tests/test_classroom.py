@@ -133,7 +133,7 @@ def test_readme_nbgrader_commands_run_as_written_and_agree_with_course_grade(tmp
     assert "HIDDEN TESTS" not in "".join(c.source for c in released.cells)
     key = nbformat.read(MINI, as_version=4)
     _answer(released, 1, key.cells[course.exercises(key)[0][0]].source)  # exercise 1 answered as in the key
-    _answer(released, 3, "last_group = model.layer_groups()[0][0]")  # plausible but wrong: the input side
+    _answer(released, 3, "last_group = surgery.layer_groups(model)[0][0]")  # plausible but wrong: the input side
     submitted = course_dir / "submitted" / "alice" / "ch07"  # exercise 2 left as nbgrader's stub
     submitted.mkdir(parents=True)
     nbformat.write(released, submitted / "07_choosing_a_model.ipynb")

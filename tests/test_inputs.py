@@ -176,15 +176,15 @@ RAW_CASES = {
     # cutting a model and fine-tuning its top on cached activations
     "finetune with cache='yes'": (lambda: __import__("tutorlib").transfer.finetune(
         tiny_cnn(), (IMAGES, LABELS), steps=1, frozen_groups=1, cache="yes"), TypeError, "True or False"),
-    "lite0 with pretrained='no'": (lambda: __import__("tutorlib").transfer.lite0(pretrained="no"), TypeError,
+    "lite0 with pretrained='no'": (lambda: __import__("tutorlib").models.lite0(pretrained="no"), TypeError,
                                    "True or False"),
-    "split of a plain Sequential": (lambda: models.split(nn.Sequential(nn.Flatten(), nn.Linear(144, 3)), 1), TypeError,
-                                    "surgery.freeze"),
+    "split of a one-layer Sequential": (lambda: models.split(nn.Sequential(nn.Flatten(), nn.Linear(144, 3)), 1),
+                                        ValueError, "no bottom to freeze"),
     "split through the head": (lambda: models.split(tiny_cnn(), "head"), ValueError, "head must stay on top"),
     "split at an unknown group": (lambda: models.split(tiny_cnn(), "blocks.4"), ValueError, "block1"),
     "probe_by_stage at the head": (lambda: __import__("tutorlib").transfer.probe_by_stage(
         tiny_cnn(), (IMAGES, LABELS), (IMAGES, LABELS), ["head"]), ValueError, "stages, input to head"),
-    "positive_control of a plain Sequential": (lambda: __import__("tutorlib").transfer.positive_control(
+    "positive_control of a plain Sequential": (lambda: __import__("tutorlib").sources.positive_control(
         nn.Sequential(nn.Flatten(), nn.Linear(144, 3)), None, 0), TypeError, "load_halves"),
     "derive with an empty purpose": (lambda: __import__("tutorlib").seeds.derive(0, ""), ValueError, "non-empty string"),
     "group_gradient_norms before backward": (lambda: analysis.group_gradient_norms(tiny_cnn()), ValueError, "backward()"),

@@ -5,13 +5,13 @@ import shutil
 import pytest
 import torch
 
-from tutorlib import data, manifest, models
+from tutorlib import data, manifest, models, surgery
 
 
 def test_small_cnn_shapes_and_groups():
     model = models.small_cnn(width=8, depth=5, num_classes=3)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 3)
-    assert [n for n, _ in model.layer_groups()] == ["block1", "block2", "block3", "block4", "block5", "head"]
+    assert [n for n, _ in surgery.layer_groups(model)] == ["block1", "block2", "block3", "block4", "block5", "head"]
     assert model.forward_features(torch.rand(2, 1, 28, 28)).shape == (2, 32)
     with pytest.raises(ValueError, match="positive"):
         models.small_cnn(width=0)

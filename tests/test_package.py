@@ -116,7 +116,7 @@ def test_fit_shows_its_loop():
 
     source = inspect.getsource(train.fit)
     assert len(source.splitlines()) <= 45
-    for part in ("make_optimizer(", "lr_factor(", "train_step(", "_end_of_epoch(", "best.update(", "_guards(",
+    for part in ("_make_optimizer(", "lr_factor(", "train_step(", "_end_of_epoch(", "best.update(", "_guards(",
                  "for index in batches(", "while history.steps_run < total_steps"):
         assert part in source, f"fit does not show {part}"
 

@@ -126,7 +126,7 @@ def test_transplant_copies_and_freezes():
     torch.manual_seed(0)
     src, dst = models.small_cnn(8, 4, 5), models.small_cnn(8, 4, 5)
     surgery.transplant(src, dst, 2, freeze=True)
-    for (name, s), (_, d) in list(zip(src.layer_groups(), dst.layer_groups()))[:2]:
+    for (name, s), (_, d) in list(zip(surgery.layer_groups(src), surgery.layer_groups(dst)))[:2]:
         for a, b in zip(s.state_dict().values(), d.state_dict().values()):
             assert torch.equal(a, b)
         assert not any(p.requires_grad for p in d.parameters())
@@ -193,7 +193,7 @@ def test_train_only_trains_exactly_the_named_groups():
     model = models.small_cnn(8, 4, 5)
     surgery.train_only(model, ["block1", "head"])
     surgery.train_mode(model)
-    flags = {n: all(p.requires_grad for p in m.parameters()) for n, m in model.layer_groups()}
+    flags = {n: all(p.requires_grad for p in m.parameters()) for n, m in surgery.layer_groups(model)}
     assert flags == {"block1": True, "block2": False, "block3": False, "block4": False, "head": True}
     assert model.features.block1.bn.training and not model.features.block3.bn.training
     with pytest.raises(ValueError, match="block1"):

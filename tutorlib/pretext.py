@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .anatomy import Anatomy, Lambda, describe
+
 
 def rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """All four rotations (0, 90, 180, 270 degrees) of every image, and which rotation each is."""
@@ -27,8 +29,12 @@ class RotationPretext(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(rotations(images)[0])
 
-    def layer_groups(self):
-        return self.backbone.layer_groups()
+    def anatomy(self) -> Anatomy:
+        """The backbone's groups and head; its stages led by the rotating step, as in `forward`."""
+        inner = describe(self.backbone)
+        rotate = Lambda(lambda x: rotations(x)[0], "all four rotations of every image")
+        stages = None if inner.stages is None else [(None, rotate), *inner.stages]
+        return Anatomy(inner.groups, stages, inner.owner, inner.head)
 
 
 def rotation_loss(logits: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def seeds_from_env(default: tuple[int, ...]) -> tuple[int, ...]:
+def _seeds_from_env(default: tuple[int, ...]) -> tuple[int, ...]:
     """The seeds named in $TUTORLIB_SEEDS ("20,21,22"), else `default`."""
     text = os.environ.get(SEEDS_VAR, "").strip()
     if not text:
@@ -66,4 +66,4 @@ def current(name: str | None = None) -> Profile:
             f"Choose one of {sorted(PROFILES)}, e.g. `export {ENV_VAR}=quick`."
         )
     profile = PROFILES[name]
-    return replace(profile, seeds=seeds_from_env(profile.seeds))
+    return replace(profile, seeds=_seeds_from_env(profile.seeds))

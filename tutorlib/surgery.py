@@ -16,44 +16,16 @@ import torch
 import torch.nn as nn
 import torch.nn.utils.prune as prune
 
-from . import inputs
+from . import anatomy, inputs
 
-NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+NORM_LAYERS = anatomy.NORM_LAYERS
 BATCH_NORMS = nn.modules.batchnorm._BatchNorm
-HEAD_NAMES = ("head", "fc", "classifier")
-STAGE_CONTAINERS = ("features", "blocks", "layers", "stages")
-
-Groups = list[tuple[str, nn.Module]]
-
-
-def _has_params(module: nn.Module) -> bool:
-    return any(True for _ in module.parameters())
+Groups = anatomy.Groups
 
 
 def layer_groups(model: nn.Module) -> Groups:
-    """The model's layer groups as ordered ``(name, module)`` pairs, input side first, head last.
-
-    A model with a `layer_groups()` method (the course CNN) decides for itself. Otherwise: the
-    top-level children that hold parameters, with stage containers (`features`, `blocks`, `layers`,
-    `stages`) expanded into their stages, and a lone norm layer (`bn1`) merged into the group before it.
-    """
-    inputs.module(model)
-    if hasattr(model, "layer_groups") and callable(model.layer_groups):
-        return list(model.layer_groups())
-    groups: Groups = []
-    for name, child in model.named_children():
-        if not _has_params(child):
-            continue
-        if name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList)):
-            groups += [(f"{name}.{n}", m) for n, m in child.named_children() if _has_params(m)]
-        elif isinstance(child, NORM_LAYERS) and groups:
-            prev_name, prev = groups[-1]
-            groups[-1] = (f"{prev_name}+{name}", nn.ModuleList([prev, child]))
-        else:
-            groups.append((name, child))
-    if not groups:
-        raise ValueError(f"{type(model).__name__} has no parameters, so it has no layer groups.")
-    return groups
+    """The model's layer groups as ordered ``(name, module)`` pairs, input side first, head last (see `anatomy`)."""
+    return anatomy.describe(model).groups
 
 
 def group_names(model: nn.Module) -> list[str]:
@@ -73,7 +45,7 @@ def resolve_depth(groups: Groups, up_to: int | str) -> int:
     return up_to
 
 
-class StayInEval:
+class _StayInEval:
     """A frozen BatchNorm's `train` method: whatever mode is asked for, the layer stays in eval."""
 
     def __init__(self, module: nn.Module):
@@ -83,34 +55,34 @@ class StayInEval:
         return nn.Module.train(self.module, False)
 
 
-def hold_in_eval(bn: nn.Module, frozen: bool) -> None:
+def _hold_in_eval(bn: nn.Module, frozen: bool) -> None:
     """frozen=True: `bn` stays in eval through any later `model.train()`; False: it follows its model again."""
     if frozen:
-        bn.train = StayInEval(bn)
+        bn.train = _StayInEval(bn)
         nn.Module.train(bn, False)
-    elif isinstance(bn.__dict__.get("train"), StayInEval):
+    elif isinstance(bn.__dict__.get("train"), _StayInEval):
         del bn.__dict__["train"]
 
 
-def is_held(bn: nn.Module) -> bool:
-    return isinstance(bn.__dict__.get("train"), StayInEval)
+def _is_held(bn: nn.Module) -> bool:
+    return isinstance(bn.__dict__.get("train"), _StayInEval)
 
 
-def set_bn_eval(model: nn.Module) -> nn.Module:
+def _set_bn_eval(model: nn.Module) -> nn.Module:
     """Hold every BatchNorm whose parameters are all frozen in eval mode (fastai's rule)."""
     for m in model.modules():
         params = list(m.parameters(recurse=False))
         if isinstance(m, BATCH_NORMS) and params:
             frozen = not any(p.requires_grad for p in params)
-            if frozen != is_held(m):
-                hold_in_eval(m, frozen)
+            if frozen != _is_held(m):
+                _hold_in_eval(m, frozen)
                 m.training = model.training and not frozen
     return model
 
 
 def train_mode(model: nn.Module) -> nn.Module:
     """``model.train()`` with fastai's frozen-BatchNorm rule applied (`fit` calls it each epoch)."""
-    return set_bn_eval(model.train())
+    return _set_bn_eval(model.train())
 
 
 def _set_trainable(groups: Groups, n_frozen: int, train_bn: bool) -> None:
@@ -120,7 +92,7 @@ def _set_trainable(groups: Groups, n_frozen: int, train_bn: bool) -> None:
             for p in m.parameters(recurse=False):
                 p.requires_grad = keep_training
             if isinstance(m, BATCH_NORMS):
-                hold_in_eval(m, frozen=not keep_training)
+                _hold_in_eval(m, frozen=not keep_training)
 
 
 def freeze(model: nn.Module, up_to: int | str, train_bn: bool = False) -> nn.Module:
@@ -133,7 +105,7 @@ def freeze(model: nn.Module, up_to: int | str, train_bn: bool = False) -> nn.Mod
     if not isinstance(train_bn, bool):
         raise TypeError(f"train_bn must be True or False, got {train_bn!r}.")
     _set_trainable(groups, depth, train_bn)
-    return set_bn_eval(model.train(model.training))  # frozen BN drops to eval, the rest keeps its mode
+    return _set_bn_eval(model.train(model.training))  # frozen BN drops to eval, the rest keeps its mode
 
 
 def freeze_bn(model: nn.Module) -> nn.Module:
@@ -146,7 +118,7 @@ def freeze_bn(model: nn.Module) -> nn.Module:
         if isinstance(m, BATCH_NORMS):
             for p in m.parameters(recurse=False):
                 p.requires_grad = False
-            hold_in_eval(m, frozen=True)
+            _hold_in_eval(m, frozen=True)
     return model
 
 
@@ -163,7 +135,7 @@ def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
             p.requires_grad = True
         for m in module.modules():
             if isinstance(m, BATCH_NORMS):
-                hold_in_eval(m, frozen=False)
+                _hold_in_eval(m, frozen=False)
                 m.train(model.training)
     return model
 
@@ -182,27 +154,22 @@ def train_only(model: nn.Module, groups: list[str], train_bn: bool = False) -> n
             for p in m.parameters(recurse=False):
                 p.requires_grad = trains
             if isinstance(m, BATCH_NORMS):
-                hold_in_eval(m, frozen=not trains)
+                _hold_in_eval(m, frozen=not trains)
                 m.train(model.training)
-    return set_bn_eval(model)
-
-
-def _head_owner(model: nn.Module) -> nn.Module:
-    """The module that owns the classifier: wrappers such as `models.AdaptInput` say so by `unwrap()`."""
-    return _head_owner(model.unwrap()) if callable(getattr(model, "unwrap", None)) else model
+    return _set_bn_eval(model)
 
 
 def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Module:
-    """Swap the final linear classifier for a fresh one with `num_classes` outputs."""
+    """Swap the final linear classifier for a fresh one with `num_classes` outputs (the model's dtype and device)."""
     num_classes = inputs.integer(num_classes, "num_classes", 1)
-    owner = _head_owner(inputs.module(model))
-    like = next(owner.parameters(), torch.empty(0))  # the new head gets the model's dtype and device
+    body = anatomy.describe(inputs.module(model))
+    owner, name = body.owner, head_name or body.head
+    like = next(owner.parameters(), torch.empty(0))
     if head_name is None and hasattr(owner, "reset_classifier"):  # timm models
         owner.reset_classifier(num_classes)
         owner.get_classifier().to(dtype=like.dtype, device=like.device)
         return model
-    name = head_name or next((n for n in HEAD_NAMES if isinstance(getattr(owner, n, None), nn.Module)), None)
-    head = getattr(owner, name, None) if name else None
+    head = getattr(owner, name, None)
     if isinstance(head, nn.Linear):
         setattr(owner, name, nn.Linear(head.in_features, num_classes, dtype=head.weight.dtype, device=head.weight.device))
         return model
@@ -212,9 +179,8 @@ def replace_head(model: nn.Module, num_classes: int, head_name: str | None = Non
         head[last] = nn.Linear(head[last].in_features, num_classes, dtype=old.dtype, device=old.device)
         return model
     children = [n for n, _ in owner.named_children()]
-    raise ValueError(f"Could not find a linear head in {type(owner).__name__} (looked for {HEAD_NAMES}; "
-                     f"its children are {children}). Pass the attribute that holds it: "
-                     f"replace_head(model, {num_classes}, head_name='...').")
+    raise ValueError(f"Could not find a linear head in {type(owner).__name__} at {name!r} (its children are "
+                     f"{children}). Pass the attribute that holds it: replace_head(model, {num_classes}, head_name='...').")
 
 
 def discriminative_param_groups(model: nn.Module, base_lr: float, factor: float = 2.6) -> list[dict]:
@@ -255,7 +221,7 @@ def transplant(src: nn.Module, dst: nn.Module, n_groups: int | str, freeze: bool
     for (_, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):
         d.load_state_dict(s.state_dict())
     _set_trainable(dst_groups, n if freeze else 0, train_bn)
-    return set_bn_eval(dst)
+    return _set_bn_eval(dst)
 
 
 def prune_magnitude(model: nn.Module, amount: float, permanent: bool = False) -> nn.Module:

@@ -89,7 +89,7 @@ class History:
 
 
 # ----------------------------------------------------------------------------- one step
-class NonFiniteLoss(ArithmeticError):
+class _NonFiniteLoss(ArithmeticError):
     """Raised by `train_step` before the optimiser step when the loss or gradient is NaN/inf."""
 
 
@@ -105,7 +105,7 @@ def train_step(model: nn.Module, batch: list[torch.Tensor], opt: torch.optim.Opt
     params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
     norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if not (torch.isfinite(loss) and torch.isfinite(norm)):
-        raise NonFiniteLoss(loss.item(), norm.item())
+        raise _NonFiniteLoss(loss.item(), norm.item())
     if clip_grad_norm is not None:
         torch.nn.utils.clip_grads_with_norm_(params, clip_grad_norm, norm)
     opt.step()
@@ -122,7 +122,7 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW, or SGD with momentum 0.9: the two the chapters compare (the one place a name is checked)."""
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -158,7 +158,7 @@ def _check_options(lr, batch_size, weight_decay, warmup_steps, schedule, clip_gr
             raise ValueError("early_stopping needs validation data: pass val=(images, labels).")
 
 
-def step_budget(steps: int | None, epochs: int | None, n: int, batch_size: int) -> int:
+def _step_budget(steps: int | None, epochs: int | None, n: int, batch_size: int) -> int:
     """The number of optimisation steps: `steps` itself, or `epochs` passes over `n` samples."""
     if (steps is None) == (epochs is None):
         raise ValueError(f"Give exactly one budget: steps=... (what the chapters compare at) or epochs=...; "
@@ -169,7 +169,7 @@ def step_budget(steps: int | None, epochs: int | None, n: int, batch_size: int) 
     return epochs * len(batches(n, batch_size, torch.Generator()))
 
 
-def checked_param_groups(model: nn.Module, param_groups: list[dict] | None, lr: float) -> list[dict]:
+def _checked_param_groups(model: nn.Module, param_groups: list[dict] | None, lr: float) -> list[dict]:
     """Every trainable parameter exactly once, each group with a positive learning rate."""
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if param_groups is None:
@@ -245,7 +245,7 @@ def _diverged_on_val(model, good_state, history, what: str) -> TrainingDiverged:
         f"and check the validation images for NaN or values far outside [0, 1].", history)
 
 
-class NonFiniteValidation(ArithmeticError):
+class _NonFiniteValidation(ArithmeticError):
     """Early stopping met a NaN/inf validation loss: it cannot tell whether the run improved."""
 
 
@@ -262,7 +262,7 @@ class _Best:
         if not math.isfinite(history.val_loss[-1]):  # never better; early stopping cannot judge the run
             if patience is None:
                 return False
-            raise NonFiniteValidation(f"early stopping met a validation loss of {history.val_loss[-1]} at epoch {epoch}")
+            raise _NonFiniteValidation(f"early stopping met a validation loss of {history.val_loss[-1]} at epoch {epoch}")
         if history.val_loss[-1] < self.loss:
             self.loss, history.best_epoch, self.state = history.val_loss[-1], epoch, copy.deepcopy(model.state_dict())
             return False
@@ -291,9 +291,9 @@ def _guards(model: nn.Module, history: History, best: _Best, opt, bar, started: 
     guard = _Guard()
     try:
         yield guard
-    except NonFiniteLoss as bad:
+    except _NonFiniteLoss as bad:
         raise _diverged(model, guard.epoch_start, history, *bad.args, opt.param_groups[-1]["lr"]) from None
-    except NonFiniteValidation as bad:
+    except _NonFiniteValidation as bad:
         raise _diverged_on_val(model, best.state or guard.epoch_start, history, str(bad)) from None
     except KeyboardInterrupt:
         history.stopped_reason = "interrupted"
@@ -348,8 +348,8 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *,
     """
     _check_options(lr, batch_size, weight_decay, warmup_steps, schedule, clip_grad_norm, early_stopping, val)
     tensors, val, loss_fn, class_labels = _checked(model, train, val, loss_fn, activations)
-    total_steps = step_budget(steps, epochs, len(tensors[0]), batch_size)
-    opt = make_optimizer(checked_param_groups(model, param_groups, lr), optimizer, lr, weight_decay)
+    total_steps = _step_budget(steps, epochs, len(tensors[0]), batch_size)
+    opt = _make_optimizer(_checked_param_groups(model, param_groups, lr), optimizer, lr, weight_decay)
     _check_first_batch(model, tensors, val, class_labels)
     generator, dev, base_lrs = _generator(seed), resolve_device(device), [g["lr"] for g in opt.param_groups]
     history, best, started = History(), _Best(), time.perf_counter()

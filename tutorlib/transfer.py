@@ -14,19 +14,17 @@ Two pitfalls from the course's pilot runs are built in:
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import inputs, surgery
 from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
-from .models import efficientnet_lite, small_cnn, split
-from .seeds import derive, seed_everything
+from .models import fresh_cnn, split
+from .seeds import seed_everything
 from .surgery import freeze, layer_groups, replace_head
 from .evaluation import evaluate, extract_features, linear_probe, predict
 from .train import History, fit
@@ -61,50 +59,6 @@ def load_halves(prof: profiles.Profile | None = None) -> Halves:
     test = take(test, few_shot(test[1], prof.test_per_class, seed=0))
     return Halves(select_classes(train, HALF_A), select_classes(test, HALF_A),
                   select_classes(train, HALF_B), select_classes(test, HALF_B))
-
-
-@dataclass
-class Chapter:
-    """What every chapter starts from: the run profile, its seeds, the A/B halves and a clock."""
-
-    profile: profiles.Profile
-    seeds: tuple[int, ...]
-    halves: Halves | None
-    started: float = field(default_factory=time.perf_counter)
-    seconds: float | None = None  # set by `finish`
-
-    def finish(self) -> None:
-        """Print how long the chapter ran (each profile has a time budget); the number stays in `seconds`.
-
-        Returns nothing, so a chapter's last cell shows the one line and no stray `Out:` value.
-        """
-        self.seconds = time.perf_counter() - self.started
-        print(f"Chapter ran in {self.seconds:.0f} s (profile {self.profile.name}, seeds {list(self.seeds)}).")
-
-
-def setup(halves: bool = True) -> Chapter:
-    """One call at the top of a chapter: read the profile (and $TUTORLIB_SEEDS), load A and B, start the clock."""
-    prof = profiles.current()
-    chapter = Chapter(prof, prof.seeds, load_halves(prof) if halves else None)
-    sizes = (f", A train={len(chapter.halves.a_train[1])}, B train pool={len(chapter.halves.b_train[1])}, "
-             f"B test={len(chapter.halves.b_test[1])}") if halves else ""
-    print(f"profile={prof.name}, seeds={prof.seeds}{sizes}")
-    return chapter
-
-
-def fresh_cnn(width: int = 16, depth: int = 4, num_classes: int = 5, seed: int = 0) -> nn.Module:
-    """A randomly initialised course CNN whose weights depend on `seed` alone (the scratch baseline)."""
-    seed_everything(seed)
-    return small_cnn(width, depth, num_classes)
-
-
-LITE0_PIXELS = 64  # Lite0 shrinks images 32x: at 32 px its last stage sees 1 x 1 maps and its probe on B lost 10-20 points
-
-
-def lite0(pretrained: bool = True, seed: int = 0) -> nn.Module:
-    """ImageNet EfficientNet-Lite0 fed the course's 28 x 28 grey images at 64 px (random weights from `seed` if not pretrained)."""
-    seed_everything(seed)
-    return efficientnet_lite("lite0", pretrained=inputs.flag(pretrained, "pretrained"), input_size=LITE0_PIXELS)
 
 
 def pretrain(source: Dataset, *, steps: int, width: int = 16, depth: int = 4, lr: float = 3e-3,
@@ -240,73 +194,3 @@ def probe_by_stage(model: nn.Module, target_train: Dataset, target_test: Dataset
         probe = linear_probe(pooled[0], train_y)
         rows.append({"stage": stage, "features": pooled[0].shape[1], "probe accuracy": probe.score(pooled[1], test_y)})
     return pd.DataFrame(rows)
-
-
-def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:
-    """Test accuracy on the target after `finetune` (of a copy: `model` is left as it was)."""
-    return evaluate(finetune(model, target_train, **kwargs)[0], target_test)["accuracy"]
-
-
-def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots: int = 5, draws: int = 8,
-                     steps: int = 120, probe: bool = True) -> pd.DataFrame:
-    """`pretrained` against the same CNN at random initialisation on B: does pretraining help at all?
-
-    The control every comparison of sources needs: if pretraining does not beat no pretraining, the
-    differences between sources are noise. Each of `draws` rounds gets its own few-shot target, random
-    init and batch order (`derive(seed, "draw k")`); the seed's verdict is the mean over the rounds.
-    Both arms are fine-tuned whole with a new head (`finetune`), and optionally probed block by block.
-    """
-    if not isinstance(halves, Halves):
-        raise TypeError(f"halves must be the Halves from transfer.load_halves(), got {type(halves).__name__}.")
-    config = getattr(inputs.module(pretrained, "pretrained"), "config", None)
-    if not isinstance(config, dict) or "width" not in config:
-        raise TypeError(f"positive_control compares a course CNN (models.small_cnn) with its random twin, got "
-                        f"{type(pretrained).__name__}; for Lite0 compare transfer.lite0() with lite0(pretrained=False).")
-    shots, draws, steps = (inputs.integer(v, n, 1) for v, n in ((shots, "shots"), (draws, "draws"), (steps, "steps")))
-    rows = []
-    for k in range(draws):
-        draw_seed = derive(seed, f"draw {k}")
-        target = halves.target(shots, draw_seed)
-        arms = {"pretrained": pretrained, "random init": fresh_cnn(config["width"], config["depth"], 5, draw_seed)}
-        scores = {arm: {"fine-tune": finetune_accuracy(net, target, halves.b_test, steps=steps, seed=draw_seed)}
-                  for arm, net in arms.items()}
-        if probe:
-            for arm, net in arms.items():
-                by_stage = probe_by_stage(net, target, halves.b_test)
-                scores[arm].update({f"probe {s}": a for s, a in zip(by_stage.stage, by_stage["probe accuracy"])})
-        rows += [{"seed": seed, "draw": k, "labels per class": shots, "measure": measure,
-                  "pretrained": scores["pretrained"][measure], "random init": scores["random init"][measure]}
-                 for measure in scores["pretrained"]]
-    table = pd.DataFrame(rows)
-    table["gain"] = table["pretrained"] - table["random init"]
-    return table
-
-
-def probe_comparison(photos: Dataset, train_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:
-    """Chapter 1's question on a learner's own photos: which features does a linear probe read best?
-
-    Raw pixels, the course CNN pretrained on Fashion-MNIST A (grey 28 x 28) and ImageNet
-    EfficientNet-Lite0 (colour, 64 x 64), each probed on the same stratified train/test split.
-    """
-    from .data import stratified_split
-    from .models import efficientnet_lite, load_checkpoint
-
-    images, labels = inputs.class_dataset(photos, "photos")
-    fraction = inputs.real(train_fraction, "train_fraction", 0.0, 1.0, low_open=True)
-    train_idx, test_idx = stratified_split(labels, (fraction, 1 - fraction), seed=seed)
-    grey28 = F.interpolate(images.mean(1, keepdim=True), size=(28, 28), mode="bilinear", antialias=True).clamp(0, 1)
-    sources = {"raw pixels (28 x 28 grey)": lambda: grey28.flatten(1),
-               "course CNN A_w16 (Fashion-MNIST A)": lambda: extract_features(load_checkpoint("A_w16"), grey28),
-               "EfficientNet-Lite0 (ImageNet, 64 px)": lambda: extract_features(
-                   efficientnet_lite("lite0", input_size=64), images)}
-    rows = []
-    for name, features in sources.items():
-        feats = features()
-        probe = linear_probe(feats[train_idx], labels[train_idx], seed=seed)
-        rows.append({"features": name, "probe accuracy": probe.score(feats[test_idx], labels[test_idx])})
-    return pd.DataFrame(rows).set_index("features")
-
-
-def pixels(data: Dataset) -> torch.Tensor:
-    """Raw pixels as features: the baseline every pretrained representation must beat."""
-    return inputs.dataset(data)[0].flatten(1)

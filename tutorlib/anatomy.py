@@ -1,0 +1,159 @@
+"""How a model is cut: its layer groups, the chain of stages that computes it, and its head.
+
+One protocol for every model the course cuts (docs/design.md, section 3a). `describe(model)` returns
+
+* ``groups``: ``(name, module)`` pairs, input side first, head last: the units that `surgery.freeze`,
+  `surgery.transplant` and discriminative learning rates act on (fastai's layer groups);
+* ``stages``: ``(group name or None, module)`` pairs whose composition is ``model(x)``, the head last:
+  what `models.split` cuts into a frozen bottom and a trainable top (``None`` names a step without
+  weights, such as pooling);
+* ``owner`` and ``head``: the module holding the classifier and its attribute name (`surgery.replace_head`).
+
+Three readers, tried in order: a model that describes itself with an ``anatomy()`` method (the course
+CNN, `models.AdaptInput`); a timm model, read through timm's own API (`group_matcher` for the groups,
+`forward_head` for pooling, `get_classifier` for the head); anything else, such as a torchvision classifier,
+by its children in order (stage containers such as ``features`` opened, a lone norm layer joined to the
+layer before it, the output flattened before the head, as torchvision's ``forward`` does).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from . import inputs
+
+Groups = list[tuple[str, nn.Module]]
+Stages = list[tuple[str | None, nn.Module]]
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+STAGE_CONTAINERS = ("features", "blocks", "layers", "stages")
+
+
+@dataclass
+class Anatomy:
+    """A model's groups, its stages (None: it cannot be cut in two, freeze it instead) and its head."""
+    groups: Groups
+    stages: Stages | None
+    owner: nn.Module
+    head: str
+
+
+class Lambda(nn.Module):
+    """A function as a stage of an `nn.Sequential` (resizing an input, the course CNN's pooling)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str):
+        super().__init__()
+        self.fn, self.name = fn, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def describe(model: nn.Module) -> Anatomy:
+    """The model's anatomy: its own `anatomy()`, timm's API, or its children in order."""
+    inputs.module(model)
+    if callable(getattr(model, "anatomy", None)):
+        return model.anatomy()
+    if all(callable(getattr(model, a, None)) for a in ("group_matcher", "forward_head", "get_classifier")):
+        return _timm_anatomy(model)
+    return _children_anatomy(model)
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+Pieces = list[tuple[str, nn.Module, "int | None"]]  # (name, module, group key; None: holds no weights)
+
+
+def _groups(pieces: Pieces) -> tuple[Groups, dict[int, str]]:
+    """One group per key, its pieces joined ('conv_stem+bn1' is one `nn.Sequential`); and each key's name."""
+    groups, names = [], {}
+    for key in sorted({k for *_, k in pieces if k is not None}):
+        members = [(n, m) for n, m, k in pieces if k == key]
+        name = "+".join(n for n, _ in members)
+        groups.append((name, members[0][1] if len(members) == 1 else nn.Sequential(*[m for _, m in members])))
+        names[key] = name
+    if not groups:
+        raise ValueError("This model has no parameters, so it has no layer groups.")
+    return groups, names
+
+
+def _chain(pieces: Pieces, groups: Groups, names: dict[int, str]) -> Stages | None:
+    """The pieces in forward order as stages, a group's pieces as its one module (None if they are apart)."""
+    modules, stages = dict(groups), []
+    for _, module, key in pieces:
+        if key is None:
+            stages.append((None, module))
+        elif stages and stages[-1][0] == names[key]:
+            continue
+        elif any(name == names[key] for name, _ in stages):
+            return None  # another step runs between two pieces of one group: it cannot be cut at one place
+        else:
+            stages.append((names[key], modules[names[key]]))
+    return stages
+
+
+def _timm_pieces(module: nn.Module, group_of: dict[str, int], prefix: str = "") -> Pieces:
+    """(name, module, group) in forward order; a child whose weights span several groups is opened."""
+    pieces = []
+    for name, child in module.named_children():
+        full = prefix + name
+        keys = {g for p, g in group_of.items() if p.startswith(full + ".")}
+        pieces += _timm_pieces(child, group_of, full + ".") if len(keys) > 1 else [(full, child, keys.pop() if keys else None)]
+    return pieces
+
+
+def _unjoined(matcher: dict) -> dict:
+    """timm's matcher with the head convolution a group of its own (timm joins it to the last stage)."""
+    from timm.models._manipulate import MATCH_PREV_GROUP  # timm's "join the group before" mark
+
+    def own(spec):
+        if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (list, tuple)):
+            return [(regex, (MATCH_PREV_GROUP[0] - 1,) if suffix == MATCH_PREV_GROUP else suffix) for regex, suffix in spec]
+        return spec
+    return {name: own(spec) for name, spec in matcher.items()}
+
+
+def _timm_anatomy(model: nn.Module) -> Anatomy:
+    """timm's coarse `group_matcher` gives the groups; `forward_head` pools; `get_classifier` is the head."""
+    from timm.models import group_parameters
+
+    pieces = _timm_pieces(model, group_parameters(model, _unjoined(model.group_matcher(coarse=True)), reverse=True))
+    groups, names = _groups(pieces)
+    classifier = model.get_classifier()
+    head_key = next(k for _, m, k in pieces if any(s is classifier for s in m.modules()))
+    head_name = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or next(n for n, _, k in pieces if k == head_key)
+    last_feature = max(i for i, (*_, k) in enumerate(pieces) if k is not None and k != head_key)
+    stages = _chain(pieces[:last_feature + 1], groups, names)
+    if stages is None or groups[-1][1] is not classifier:  # e.g. a head with its own norm layer: freeze instead
+        return Anatomy(groups, None, model, head_name)
+    # timm's own pooling (and dropout, which follows the model's train/eval flag) up to the classifier
+    pool = Lambda(lambda x: model.forward_head(x, pre_logits=True), "timm forward_head: pooling")
+    return Anatomy(groups, stages + [(None, pool), (groups[-1][0], classifier)], model, head_name)
+
+
+def _children_anatomy(model: nn.Module) -> Anatomy:
+    """Children in order (stage containers opened); a lone norm layer joins the layer before it."""
+    pieces: Pieces = []
+    for name, child in model.named_children():
+        opened = name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList))
+        for piece_name, piece in ([(f"{name}.{n}", m) for n, m in child.named_children()] if opened else [(name, child)]):
+            keys = [k for *_, k in pieces if k is not None]
+            key = None
+            if _has_params(piece):
+                key = keys[-1] if keys and isinstance(piece, NORM_LAYERS) else len(set(keys))
+            pieces.append((piece_name, piece, key))
+    groups, names = _groups(pieces)
+    head_at = max(i for i, (*_, k) in enumerate(pieces) if k is not None)
+    stages = _chain(pieces[:head_at], groups, names)
+    if stages is not None and pieces[head_at][2] not in {k for *_, k in pieces[:head_at]}:
+        stages += [(None, nn.Flatten(1)), (groups[-1][0], pieces[head_at][1]), *[(None, m) for _, m, _ in pieces[head_at + 1:]]]
+    else:
+        stages = None
+    return Anatomy(groups, stages, model, groups[-1][0])

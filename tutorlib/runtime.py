@@ -1,0 +1,41 @@
+"""What every chapter starts from: the run profile, its seeds, the A/B halves and a clock.
+
+`chapter = runtime.setup()` is a chapter's first line; `chapter.finish()` its last, printing how long it ran
+against the profile's budget (docs/design.md, section 6).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import profile as profiles
+from .transfer import Halves, load_halves
+
+
+@dataclass
+class Chapter:
+    """What every chapter starts from: the run profile, its seeds, the A/B halves and a clock."""
+
+    profile: profiles.Profile
+    seeds: tuple[int, ...]
+    halves: Halves | None
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float | None = None  # set by `finish`
+
+    def finish(self) -> None:
+        """Print how long the chapter ran (each profile has a time budget); the number stays in `seconds`.
+
+        Returns nothing, so a chapter's last cell shows the one line and no stray `Out:` value.
+        """
+        self.seconds = time.perf_counter() - self.started
+        print(f"Chapter ran in {self.seconds:.0f} s (profile {self.profile.name}, seeds {list(self.seeds)}).")
+
+
+def setup(halves: bool = True) -> Chapter:
+    """One call at the top of a chapter: read the profile (and $TUTORLIB_SEEDS), load A and B, start the clock."""
+    prof = profiles.current()
+    chapter = Chapter(prof, prof.seeds, load_halves(prof) if halves else None)
+    sizes = (f", A train={len(chapter.halves.a_train[1])}, B train pool={len(chapter.halves.b_train[1])}, "
+             f"B test={len(chapter.halves.b_test[1])}") if halves else ""
+    print(f"profile={prof.name}, seeds={prof.seeds}{sizes}")
+    return chapter

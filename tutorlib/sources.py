@@ -1,0 +1,85 @@
+"""Chapter 1's experiments: does a pretrained source help the target at all, and which features read best?
+
+`positive_control` is the control every comparison of sources needs (pretrained vs the same CNN at random
+init, over many few-shot draws); `probe_comparison` asks chapter 1's question of a learner's own photos.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import inputs
+from .data import Dataset, stratified_split
+from .evaluation import evaluate, extract_features, linear_probe
+from .models import efficientnet_lite, fresh_cnn, load_checkpoint
+from .seeds import derive
+from .transfer import Halves, finetune, probe_by_stage
+
+
+def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:
+    """Test accuracy on the target after `finetune` (of a copy: `model` is left as it was)."""
+    return evaluate(finetune(model, target_train, **kwargs)[0], target_test)["accuracy"]
+
+
+def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots: int = 5, draws: int = 8,
+                     steps: int = 120, probe: bool = True) -> pd.DataFrame:
+    """`pretrained` against the same CNN at random initialisation on B: does pretraining help at all?
+
+    The control every comparison of sources needs: if pretraining does not beat no pretraining, the
+    differences between sources are noise. Each of `draws` rounds gets its own few-shot target, random
+    init and batch order (`derive(seed, "draw k")`); the seed's verdict is the mean over the rounds.
+    Both arms are fine-tuned whole with a new head (`finetune`), and optionally probed block by block.
+    """
+    if not isinstance(halves, Halves):
+        raise TypeError(f"halves must be the Halves from transfer.load_halves(), got {type(halves).__name__}.")
+    config = getattr(inputs.module(pretrained, "pretrained"), "config", None)
+    if not isinstance(config, dict) or "width" not in config:
+        raise TypeError(f"positive_control compares a course CNN (models.small_cnn) with its random twin, got "
+                        f"{type(pretrained).__name__}; for Lite0 compare transfer.lite0() with lite0(pretrained=False).")
+    shots, draws, steps = (inputs.integer(v, n, 1) for v, n in ((shots, "shots"), (draws, "draws"), (steps, "steps")))
+    rows = []
+    for k in range(draws):
+        draw_seed = derive(seed, f"draw {k}")
+        target = halves.target(shots, draw_seed)
+        arms = {"pretrained": pretrained, "random init": fresh_cnn(config["width"], config["depth"], 5, draw_seed)}
+        scores = {arm: {"fine-tune": finetune_accuracy(net, target, halves.b_test, steps=steps, seed=draw_seed)}
+                  for arm, net in arms.items()}
+        if probe:
+            for arm, net in arms.items():
+                by_stage = probe_by_stage(net, target, halves.b_test)
+                scores[arm].update({f"probe {s}": a for s, a in zip(by_stage.stage, by_stage["probe accuracy"])})
+        rows += [{"seed": seed, "draw": k, "labels per class": shots, "measure": measure,
+                  "pretrained": scores["pretrained"][measure], "random init": scores["random init"][measure]}
+                 for measure in scores["pretrained"]]
+    table = pd.DataFrame(rows)
+    table["gain"] = table["pretrained"] - table["random init"]
+    return table
+
+
+def probe_comparison(photos: Dataset, train_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """Chapter 1's question on a learner's own photos: which features does a linear probe read best?
+
+    Raw pixels, the course CNN pretrained on Fashion-MNIST A (grey 28 x 28) and ImageNet
+    EfficientNet-Lite0 (colour, 64 x 64), each probed on the same stratified train/test split.
+    """
+    images, labels = inputs.class_dataset(photos, "photos")
+    fraction = inputs.real(train_fraction, "train_fraction", 0.0, 1.0, low_open=True)
+    train_idx, test_idx = stratified_split(labels, (fraction, 1 - fraction), seed=seed)
+    grey28 = F.interpolate(images.mean(1, keepdim=True), size=(28, 28), mode="bilinear", antialias=True).clamp(0, 1)
+    sources = {"raw pixels (28 x 28 grey)": lambda: grey28.flatten(1),
+               "course CNN A_w16 (Fashion-MNIST A)": lambda: extract_features(load_checkpoint("A_w16"), grey28),
+               "EfficientNet-Lite0 (ImageNet, 64 px)": lambda: extract_features(
+                   efficientnet_lite("lite0", input_size=64), images)}
+    rows = []
+    for name, features in sources.items():
+        feats = features()
+        probe = linear_probe(feats[train_idx], labels[train_idx], seed=seed)
+        rows.append({"features": name, "probe accuracy": probe.score(feats[test_idx], labels[test_idx])})
+    return pd.DataFrame(rows).set_index("features")
+
+
+def pixels(data: Dataset) -> torch.Tensor:
+    """Raw pixels as features: the baseline every pretrained representation must beat."""
+    return inputs.dataset(data)[0].flatten(1)
