@@ -20,11 +20,19 @@ import json
 import math
 import os
 import statistics
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from .profile import current
 
@@ -139,6 +147,139 @@ def paired(better: Any, worse: Any, claim: str, *, min_effect: float, paper: str
            better=a.sort_index().tolist(), worse=b.sort_index().tolist(), gap_per_seed=gaps.tolist(),
            smallest_gap=gaps.min(skipna=False), **numbers)
     return gaps
+
+
+# ----------------------------------------------------------------------------- interval verdicts
+CONFIDENCE = 0.95
+MIN_UNITS = 6  # fewer paired units than this give no interval worth the name
+
+
+@dataclass
+class Verdict:
+    """What an interval verdict measured and decided: PASS, FAIL or (quick profile only) INCONCLUSIVE."""
+    claim: str
+    status: str
+    estimate: float
+    low: float
+    high: float
+    units: int
+
+
+def interval(differences: Any, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """The mean of paired differences and its bootstrap interval (scipy.stats.bootstrap, BCa, a fixed seed).
+
+    Why an interval: a handful of seeds gives a noisy mean; the interval says how far it could be off.
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or len(d) < MIN_UNITS:
+        raise ValueError(f"An interval needs at least {MIN_UNITS} paired units (draws across seeds), got {d.size}. "
+                         f"Run more draws per seed.")
+    if not np.isfinite(d).all():
+        raise ValueError("The differences hold a NaN or inf (a diverged run): score it by the claim's rule first.")
+    if np.ptp(d) == 0:  # every unit equal: no spread to resample
+        return float(d[0]), float(d[0]), float(d[0])
+    result = stats.bootstrap((d,), np.mean, confidence_level=confidence, method="BCa", n_resamples=4999,
+                             rng=np.random.default_rng(0))
+    return float(d.mean()), float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _paired_units(a: Any, b: Any, diverged: float | None) -> tuple[pd.Series, pd.Series]:
+    """Two arms as float Series on the same units; a NaN unit takes the score `diverged` (or fails, if None)."""
+    a, b = _numbers(a, "the first arm", "unit"), _numbers(b, "the second arm", "unit")
+    if sorted(a.index, key=str) != sorted(b.index, key=str):
+        raise ValueError(f"The two arms must cover the same units, got {len(a)} and {len(b)} that differ.")
+    b = b.loc[a.index]
+    if diverged is not None:
+        a, b = a.fillna(diverged), b.fillna(diverged)
+    return a, b
+
+
+def _decide(claim: str, holds: bool, against: bool, numbers: dict, paper: str | None) -> str:
+    """PASS, FAIL, or INCONCLUSIVE where the profile does not decide (quick) and the interval is not against."""
+    status = "PASS" if holds else "FAIL" if (current().decides or against) else "INCONCLUSIVE"
+    numbers = _plain(numbers)
+    _record(status, claim, numbers, paper)
+    line = f"{status} {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items())
+    if status == "FAIL":
+        raise AssertionError(line)
+    print(line)
+    return status
+
+
+def effect(better: Any, worse: Any, claim: str, *, min_effect: float, names: tuple[str, str] = ("better", "worse"),
+           non_inferiority: bool = False, diverged: float | None = None, paper: str | None = None) -> Verdict:
+    """Assert that arm `better` beats `worse` by more than `min_effect`: the 95% interval's lower bound clears it.
+
+    Units are paired (same target draw, init and order in both arms). `min_effect` >= 0 states the smallest
+    gain that counts; a negative one is a non-inferiority margin and must say so (`non_inferiority=True`).
+    `diverged`: the score a NaN unit (a diverged run) gets, a rule the claim states; None fails the verdict.
+    """
+    if not isinstance(min_effect, (int, float)) or not math.isfinite(min_effect):
+        raise ValueError(f"min_effect must be a finite number, got {min_effect!r}.")
+    if min_effect < 0 and not non_inferiority:
+        raise ValueError(f"A negative min_effect ({min_effect}) lets equal arms pass: it is a non-inferiority margin. "
+                         f"Say so with non_inferiority=True, or use min_effect >= 0.")
+    a, b = _paired_units(better, worse, diverged)
+    if a.isna().any() or b.isna().any():
+        estimate = low = high = float("nan")
+    else:
+        estimate, low, high = interval(a - b)
+    kind = f"non-inferiority, margin {-min_effect:.3g}" if non_inferiority else f"effect > {min_effect:.3g}"
+    label = f"{claim} [{kind}, 95% interval over {len(a)} paired units]"
+    numbers = {names[0]: a.mean(), names[1]: b.mean(), "effect": estimate, "interval": [low, high], "units": len(a)}
+    status = _decide(label, low > min_effect, not high >= min_effect, numbers, paper)
+    return Verdict(claim, status, estimate, low, high, len(a))
+
+
+def equivalent(a: Any, b: Any, claim: str, *, bound: float, names: tuple[str, str] = ("a", "b"),
+               diverged: float | None = None, paper: str | None = None) -> Verdict:
+    """Assert that two arms differ by less than `bound` either way (two one-sided tests at 5%: the 90% interval).
+
+    The way to assert that a published effect did not reproduce at this scale, rather than to fail to find it.
+    """
+    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"bound must be a positive number (the largest difference that counts as none), got {bound!r}.")
+    x, y = _paired_units(a, b, diverged)
+    if x.isna().any() or y.isna().any():
+        estimate = low = high = float("nan")
+    else:
+        estimate, low, high = interval(x - y, confidence=1 - 2 * (1 - CONFIDENCE))
+    label = f"{claim} [equivalence within +-{bound:.3g}, 90% interval over {len(x)} paired units]"
+    numbers = {names[0]: x.mean(), names[1]: y.mean(), "difference": estimate, "interval": [low, high], "units": len(x)}
+    status = _decide(label, -bound < low and high < bound, not (low < bound and high > -bound), numbers, paper)
+    return Verdict(claim, status, estimate, low, high, len(x))
+
+
+def _verdicts_file() -> Path:
+    """notebooks/verdicts.toml in a clone, or the copy an installed wheel carries."""
+    here = Path(__file__).resolve().parent
+    candidates = [here.parent / "notebooks" / "verdicts.toml", here / "course_notebooks" / "verdicts.toml"]
+    return next((p for p in candidates if p.exists()), candidates[0])
+
+
+def preregistration(key: str | None = None) -> dict:
+    """The pre-registered verdicts (notebooks/verdicts.toml), or the entry `key`: fixed before the confirming run."""
+    with open(_verdicts_file(), "rb") as f:
+        entries = tomllib.load(f)
+    if key is None:
+        return entries
+    if key not in entries:
+        raise KeyError(f"No verdict {key!r} is pre-registered in notebooks/verdicts.toml; registered: {sorted(entries)}.")
+    return entries[key]
+
+
+def registered(key: str, a: Any, b: Any) -> Verdict:
+    """Run the verdict `key` exactly as notebooks/verdicts.toml fixed it: claim, kind, effect or bound, units, paper."""
+    entry = preregistration(key)
+    units = len(_numbers(a, "the first arm", "unit"))
+    if current().decides and units < entry["units"]:
+        raise ValueError(f"Verdict {key!r} was pre-registered with {entry['units']} units; this run has {units}. "
+                         f"Run the chapter's full number of draws (the quick profile alone may run fewer).")
+    common = dict(names=tuple(entry["names"]), diverged=entry.get("diverged"), paper=entry.get("paper"))
+    if entry["kind"] == "equivalence":
+        return equivalent(a, b, entry["claim"], bound=entry["bound"], **common)
+    return effect(a, b, entry["claim"], min_effect=entry["min_effect"],
+                  non_inferiority=entry["kind"] == "non-inferiority", **common)
 
 
 def kendall_tau(x, y) -> float:

@@ -27,6 +27,11 @@ class Profile:
     epoch_scale: float  # multiplies every chapter's epoch or step counts
     data_size: str  # "small" (bundled) or "full" (the whole of Fashion-MNIST)
 
+    @property
+    def decides(self) -> bool:
+        """An interval verdict must be decided (PASS or FAIL) here; quick may leave it INCONCLUSIVE."""
+        return self.name != "quick"
+
     def epochs(self, n: int) -> int:
         """Scale an epoch (or step) count by this profile, never below 1."""
         return max(1, round(n * self.epoch_scale))

@@ -1,0 +1,173 @@
+"""Interval verdicts (check.effect, check.equivalent) and the pre-registered verdicts in notebooks/verdicts.toml.
+
+Each registered verdict is simulated at its own number of units with its pilot's spread: with the true effect
+exactly at the registered minimum (or the difference exactly at the equivalence bound) it passes at most 5% of
+the time, and with the pilot's effect at least 80% of the time.
+"""
+import subprocess
+from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tutorlib import check, profile
+
+ROOT = Path(__file__).resolve().parent.parent
+SIMULATIONS = 400
+
+
+def arms(gaps, base=0.6):
+    units = pd.MultiIndex.from_tuples([(u // 8, u % 8) for u in range(len(gaps))], names=["seed", "draw"])
+    return pd.Series(base + np.asarray(gaps), index=units), pd.Series(base, index=units)
+
+
+@pytest.fixture
+def decided(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_PROFILE", "standard")
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+
+
+def test_a_real_effect_passes_with_its_interval_under_the_arms_own_names(decided, capsys):
+    gaps = np.random.default_rng(1).normal(0.05, 0.02, 24)
+    verdict = check.effect(*arms(gaps), "pretraining helps", min_effect=0.01, names=("pretrained", "random init"))
+    out = capsys.readouterr().out
+    assert verdict.status == "PASS" and verdict.low > 0.01 and verdict.units == 24
+    assert out.startswith("PASS pretraining helps [effect > 0.01, 95% interval over 24 paired units]: pretrained=")
+    assert "random init=0.6" in out and f"effect={round(gaps.mean(), 3)}" in out
+
+
+def test_equal_arms_fail_where_the_profile_decides_and_are_inconclusive_in_quick(decided, monkeypatch):
+    gaps = np.random.default_rng(2).normal(0.0, 0.02, 24)
+    with pytest.raises(AssertionError, match="^FAIL"):
+        check.effect(*arms(gaps), "no effect", min_effect=0.0)
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+    assert check.effect(*arms(gaps), "no effect", min_effect=0.0).status == "INCONCLUSIVE"
+    with pytest.raises(AssertionError, match="^FAIL"):  # an interval wholly against the claim fails in quick too
+        check.effect(*arms(gaps - 0.05), "no effect", min_effect=0.0)
+
+
+def test_a_diverged_unit_fails_unless_the_claim_states_its_score(quick):
+    better, worse = arms(np.full(12, 0.1) + np.linspace(0, 0.01, 12))
+    worse.iloc[3] = float("nan")  # the baseline's run diverged on one draw
+    with pytest.raises(AssertionError, match="^FAIL"):
+        check.effect(better, worse, "x", min_effect=0.0)
+    verdict = check.effect(better, worse, "x", min_effect=0.0, diverged=0.2)  # scored as chance on 5 classes
+    assert verdict.status == "PASS" and verdict.estimate == pytest.approx(0.105 + 0.4 / 12)
+
+
+def test_a_negative_minimum_is_a_labelled_non_inferiority_margin(decided, capsys):
+    gaps = np.random.default_rng(3).normal(0.0, 0.005, 24)
+    with pytest.raises(ValueError, match="non_inferiority=True"):
+        check.effect(*arms(gaps), "pruned is as good", min_effect=-0.02)
+    assert check.effect(*arms(gaps), "pruned is as good", min_effect=-0.02, non_inferiority=True).status == "PASS"
+    assert "non-inferiority, margin 0.02" in capsys.readouterr().out
+
+
+def test_equivalence_asserts_that_an_effect_is_absent_and_fails_a_real_one(decided):
+    rng = np.random.default_rng(4)
+    assert check.equivalent(*arms(rng.normal(0.0, 0.01, 24)), "no gain", bound=0.02).status == "PASS"
+    with pytest.raises(AssertionError, match="equivalence within"):
+        check.equivalent(*arms(rng.normal(0.04, 0.01, 24)), "no gain", bound=0.02)
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (lambda: check.effect(*arms(np.ones(3)), "x", min_effect=0.0), ValueError, "at least 6"),
+    (lambda: check.effect(*arms(np.ones(12)), "x", min_effect=float("nan")), ValueError, "finite"),
+    (lambda: check.equivalent(*arms(np.ones(12)), "x", bound=0), ValueError, "positive"),
+    (lambda: check.effect({0: 1.0, 1: 1.0}, {0: 0.0, 2: 0.0}, "x", min_effect=0.0), ValueError, "same units"),
+    (lambda: check.effect([1.0] * 8, [0.0] * 8, "x", min_effect=0.0), TypeError, "one number per unit"),
+    (lambda: check.registered("no such verdict", {}, {}), KeyError, "pre-registered"),
+])
+def test_bad_input_names_the_fix(bad, error, words):
+    with pytest.raises(error, match=words):
+        bad()
+
+
+def test_the_interval_comes_from_scipy_and_is_the_same_every_time():
+    d = np.random.default_rng(5).normal(0.03, 0.02, 24)
+    assert check.interval(d) == check.interval(d)
+    assert check.interval(np.full(8, 0.25)) == (0.25, 0.25, 0.25)
+    low, high = check.interval(d)[1:]
+    assert low < d.mean() < high
+
+
+REGISTERED = check.preregistration()
+
+
+def test_every_registered_verdict_states_what_the_rules_ask():
+    assert REGISTERED, "notebooks/verdicts.toml registers no verdict"
+    for key, entry in REGISTERED.items():
+        assert entry["kind"] in ("effect", "non-inferiority", "equivalence"), key
+        assert {"claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper"} <= set(entry), key
+        assert entry["units"] >= check.MIN_UNITS, key
+        if entry["kind"] == "effect":
+            assert entry["min_effect"] >= 0, key
+        if entry["kind"] == "non-inferiority":
+            assert entry["min_effect"] < 0, key
+
+
+def _pass_rate(entry: dict, true_effect: float) -> float:
+    """How often the registered rule passes on simulated paired units with `true_effect` and the pilot's spread."""
+    rng = np.random.default_rng(0)
+    passes = 0
+    for _ in range(SIMULATIONS):
+        d = rng.normal(true_effect, entry["pilot_sd"], entry["units"])
+        if entry["kind"] == "equivalence":
+            _, low, high = check.interval(d, confidence=1 - 2 * (1 - check.CONFIDENCE))
+            passes += -entry["bound"] < low and high < entry["bound"]
+        else:
+            passes += check.interval(d)[1] > entry["min_effect"]
+    return passes / SIMULATIONS
+
+
+@pytest.mark.parametrize("key", sorted(REGISTERED))
+def test_a_registered_verdict_passes_at_most_5_percent_of_null_draws(key):
+    entry = REGISTERED[key]
+    null = entry["bound"] if entry["kind"] == "equivalence" else entry["min_effect"]
+    assert _pass_rate(entry, null) <= 0.05
+
+
+@pytest.mark.parametrize("key", sorted(REGISTERED))
+def test_a_registered_verdict_has_80_percent_power_at_its_pilot_effect(key):
+    assert _pass_rate(REGISTERED[key], REGISTERED[key]["pilot_effect"]) >= 0.80
+
+
+def test_the_registered_thresholds_were_committed_before_the_chapters_that_use_them():
+    """Git history shows the order: verdicts.toml's first commit with a key precedes the chapter reading it."""
+    log = subprocess.run(["git", "log", "--format=%H", "--reverse", "--", "notebooks/verdicts.toml"], cwd=ROOT,
+                         capture_output=True, text=True)
+    if log.returncode != 0 or not log.stdout.strip():
+        pytest.skip("not a git clone with history (an installed course)")
+    for key, entry in REGISTERED.items():
+        first_toml = _first_commit_with(key, "notebooks/verdicts.toml")
+        first = tomllib.loads(subprocess.run(["git", "show", f"{first_toml}:notebooks/verdicts.toml"], cwd=ROOT,
+                                             capture_output=True, text=True, check=True).stdout)[key]
+        for field in ("kind", "min_effect", "bound", "units"):  # never re-set after the confirming runs
+            assert first.get(field) == entry.get(field), f"{key}: {field} changed since it was registered"
+        users = subprocess.run(["git", "grep", "-l", f'"{key}"', "HEAD", "--", "notebooks/*.ipynb"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.split()
+        for user in users:
+            first_use = _first_commit_with(key, user.split(":", 1)[1])
+            order = subprocess.run(["git", "merge-base", "--is-ancestor", first_toml, first_use], cwd=ROOT)
+            assert first_toml != first_use and order.returncode == 0, f"{key}: registered after {user} used it"
+
+
+def _first_commit_with(key: str, path: str) -> str:
+    commits = subprocess.run(["git", "log", "--format=%H", "--reverse", "-S", key, "--", path], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()
+    assert commits, f"{key} never appears in {path}"
+    return commits[0]
+
+
+def test_profiles_say_whether_they_decide():
+    assert not profile.current("quick").decides and profile.current("standard").decides
