@@ -53,7 +53,8 @@ def test_every_asserted_verdict_compares_measured_arms():
     for path in NOTEBOOK_PATHS:
         code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
         assert "check.expect(" not in code, f"{path.name}: state the finding with check.paired or check.rank_agreement"
-        assert code.count("check.paired(") + code.count("check.rank_agreement(") >= 3, f"{path.name}: fewer than 3 findings"
+        findings = code.count("check.paired(") + code.count("check.rank_agreement(") + code.count("check.registered(")
+        assert findings >= 3, f"{path.name}: fewer than 3 findings"
 
 
 def test_make_confirm_runs_the_quick_profile_on_other_seeds():
