@@ -44,6 +44,8 @@ def test_paired_passes_a_real_effect_and_returns_the_gaps(capsys):
     gaps = check.paired(BETTER, ARM, "B beats A", min_effect=0.02)
     assert gaps.round(6).tolist() == [0.05, 0.05, 0.05]
     assert "gap > 0.02 on every seed" in capsys.readouterr().out
+    check.paired(ARM, BETTER, "lower is better", min_effect=-0.1, names=("xavier_loss", "he_loss"))
+    assert "xavier_loss=[0.8, 0.75, 0.78], he_loss=[0.85, 0.8, 0.83]" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("better, worse, why", [

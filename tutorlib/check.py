@@ -127,12 +127,13 @@ def _numbers(values: Any, name: str, per: str) -> pd.Series:
     return pd.Series(values, dtype=float)
 
 
-def paired(better: Any, worse: Any, claim: str, *, min_effect: float, paper: str | None = None,
-           **numbers: Any) -> pd.Series:
+def paired(better: Any, worse: Any, claim: str, *, min_effect: float, names: tuple[str, str] = ("better", "worse"),
+           paper: str | None = None, **numbers: Any) -> pd.Series:
     """Assert that arm `better` beats arm `worse` by more than `min_effect` on every seed; return the gaps.
 
     The arms are paired by seed (same target subset, same steps). A NaN in either arm (a diverged run)
-    is a failure, not a dropped seed. For "lower is better" quantities, pass the arms the other way round.
+    is a failure, not a dropped seed. For "lower is better" quantities, pass the arms the other way round
+    and name them (`names=("Xavier loss", "He loss")`), so the printout does not call the worse one better.
     """
     a, b = _numbers(better, "better", "seed"), _numbers(worse, "worse", "seed")
     if sorted(a.index) != sorted(b.index):
@@ -144,7 +145,7 @@ def paired(better: Any, worse: Any, claim: str, *, min_effect: float, paper: str
     gaps = (a - b.loc[a.index]).sort_index()
     holds = bool(a.notna().all() and b.notna().all() and (gaps > min_effect).all())
     expect(holds, f"{claim} [gap > {min_effect:.3g} on every seed]", paper=paper,
-           better=a.sort_index().tolist(), worse=b.sort_index().tolist(), gap_per_seed=gaps.tolist(),
+           **{names[0]: a.sort_index().tolist(), names[1]: b.sort_index().tolist()}, gap_per_seed=gaps.tolist(),
            smallest_gap=gaps.min(skipna=False), **numbers)
     return gaps
 
