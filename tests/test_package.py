@@ -141,3 +141,25 @@ def test_no_chapter_variable_hides_a_tutorlib_module():
                 if isinstance(node, ast.arg) and node.arg in modules:
                     hidden.append(f"{path.name}: parameter {node.arg}")
     assert not hidden, hidden
+
+
+def test_no_import_cycle_between_tutorlib_modules():
+    """Each module imports only modules below it (module-level imports), so any one can be read on its own."""
+    import ast
+
+    package = ROOT / "tutorlib"
+    graph = {}
+    for path in package.glob("*.py"):
+        names = set()
+        for node in ast.parse(path.read_text()).body:  # module level only: imports inside functions are lazy
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names |= {node.module} if node.module else {alias.name for alias in node.names}
+        graph[path.stem] = {n.split(".")[0] for n in names} - {path.stem}
+
+    def visit(module, trail):
+        assert module not in trail, f"import cycle: {' -> '.join(trail + [module])}"
+        for imported in graph.get(module, ()):
+            visit(imported, trail + [module])
+
+    for module in graph:
+        visit(module, [])
