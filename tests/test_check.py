@@ -74,10 +74,25 @@ def test_paired_refuses_mismatched_or_too_few_seeds():
 def test_kendall_tau_and_its_chance_rate():
     assert check.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert check.kendall_tau([1, 2, 3, 4], [40, 30, 20, 10]) == -1.0
-    assert check.chance_of_tau([1, 2, 3, 4, 5], 1.0) == pytest.approx(1 / 120)
-    assert check.chance_of_tau([1, 2, 3, 4, 5], 0.8) == pytest.approx(5 / 120)  # at most one swapped pair
-    assert check.chance_of_tau(list(range(9)), -1.0) == 1.0
-    assert 0.0 < check.chance_of_tau(list(range(9)), 0.5) < 0.05  # Monte Carlo above 8 items
+    five = [1, 2, 3, 4, 5]
+    assert check.chance_of_tau(five, five, 1.0) == pytest.approx(1 / 120)
+    assert check.chance_of_tau(five, five, 0.8) == pytest.approx(5 / 120)  # at most one swapped pair
+    assert check.chance_of_tau(list(range(9)), list(range(9)), -1.0) == 1.0
+    assert 0.0 < check.chance_of_tau(list(range(9)), list(range(9)), 0.5) < 0.05  # Monte Carlo above 8! orders
+
+
+def test_chance_with_families_kept_counts_what_family_structure_alone_gives():
+    """Five small CNNs, three Lites, one ResNet: FLOPs and latency agree between families by construction."""
+    flops = [1, 2, 4, 8, 3, 20, 30, 40, 25]
+    families = ["CNN"] * 5 + ["Lite"] * 3 + ["ResNet"]
+    assert check.chance_of_tau(flops, flops, 0.5) < 0.05  # uniform rankings: tau 0.5 looks meaningful
+    assert check.chance_of_tau(flops, flops, 0.5, families) > 0.7  # but structure alone reaches it
+    assert check.chance_of_tau(flops, flops, 1.0, families) == pytest.approx(1 / (120 * 6))  # 5! x 3! orders
+    items = {f"m{i}": float(v) for i, v in enumerate(flops)}
+    with pytest.raises(ValueError, match="with families kept"):
+        check.rank_agreement(items, items, "latency follows FLOPs", min_tau=0.5, families=families)
+    with pytest.raises(ValueError, match="one label per item"):
+        check.rank_agreement(items, items, "x", min_tau=0.9, families=families[:-1])
 
 
 SCORES = {f"m{i}": float(i) for i in range(7)}

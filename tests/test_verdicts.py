@@ -2,7 +2,8 @@
 
 Each registered verdict is simulated at its own number of units with its pilot's spread: with the true effect
 exactly at the registered minimum (or the difference exactly at the equivalence bound) it passes at most 5% of
-the time, and with the pilot's effect at least 80% of the time.
+the time (give or take two Monte Carlo standard errors of 1,000 simulations: at the bound a 5% rule passes 5%),
+and with the pilot's effect at least 80% of the time.
 """
 import subprocess
 from pathlib import Path
@@ -19,7 +20,8 @@ import pytest
 from tutorlib import check, profile
 
 ROOT = Path(__file__).resolve().parent.parent
-SIMULATIONS = 400
+SIMULATIONS = 1000
+MONTE_CARLO = 2 * (0.05 * 0.95 / SIMULATIONS) ** 0.5  # two standard errors of a simulated 5% rate
 
 
 def arms(gaps, base=0.6):
@@ -123,7 +125,7 @@ def _pass_rate(entry: dict, true_effect: float) -> float:
     for _ in range(SIMULATIONS):
         d = rng.normal(true_effect, entry["pilot_sd"], entry["units"])
         if entry["kind"] == "equivalence":
-            _, low, high = check.interval(d, confidence=1 - 2 * (1 - check.CONFIDENCE))
+            _, low, high = check.equivalence_interval(d)
             passes += -entry["bound"] < low and high < entry["bound"]
         else:
             passes += check.interval(d)[1] > entry["min_effect"]
@@ -134,7 +136,7 @@ def _pass_rate(entry: dict, true_effect: float) -> float:
 def test_a_registered_verdict_passes_at_most_5_percent_of_null_draws(key):
     entry = REGISTERED[key]
     null = entry["bound"] if entry["kind"] == "equivalence" else entry["min_effect"]
-    assert _pass_rate(entry, null) <= 0.05
+    assert _pass_rate(entry, null) <= 0.05 + MONTE_CARLO  # at the bound a 5%-level rule passes 5%, give or take
 
 
 @pytest.mark.parametrize("key", sorted(REGISTERED))
