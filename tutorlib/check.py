@@ -184,6 +184,12 @@ def interval(differences: Any, confidence: float = CONFIDENCE) -> tuple[float, f
     return float(d.mean()), float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def estimate(differences: Any) -> dict:
+    """`{"mean", "interval", "units"}` of per-unit differences: how a reported finding shows its uncertainty."""
+    mean, low, high = interval(differences)
+    return {"mean": mean, "interval": [low, high], "units": len(np.asarray(differences))}
+
+
 def _paired_units(a: Any, b: Any, diverged: float | None) -> tuple[pd.Series, pd.Series]:
     """Two arms as float Series on the same units; a NaN unit takes the score `diverged` (or fails, if None)."""
     a, b = _numbers(a, "the first arm", "unit"), _numbers(b, "the second arm", "unit")
