@@ -28,7 +28,7 @@ test: $(STAMP)  ## unit tests + every notebook executed by nbval in the quick pr
 unit: $(STAMP)  ## the unit tests alone (no notebooks, no whole-chapter runs): under a minute
 	$(PY) -m tutorlib.course unit
 
-confirm: $(STAMP)  ## every verdict on a second seed set (quick profile, CONFIRM_SEEDS=20,21,22): which held
+confirm: $(STAMP)  ## every verdict decided on a second seed set (standard profile, CONFIRM_SEEDS=20,21,22; ~35 min)
 	$(PY) -m tutorlib.course confirm --seeds $(CONFIRM_SEEDS)
 
 lab: $(STAMP)  ## open the course in JupyterLab (outputs are stripped from what git sees)

@@ -57,7 +57,7 @@ def test_every_asserted_verdict_compares_measured_arms():
         assert findings >= 3, f"{path.name}: fewer than 3 findings"
 
 
-def test_make_confirm_runs_the_quick_profile_on_other_seeds():
+def test_make_confirm_decides_every_verdict_on_other_seeds():
     import subprocess
 
     from tutorlib import course

@@ -560,9 +560,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command in ("test", "unit"):
         raise SystemExit(run_tests(unit_only=args.command == "unit"))
-    if args.command == "confirm":  # the verdicts on a second seed set, every cell run (`make confirm`)
+    if args.command == "confirm":  # the verdicts on a second seed set, decided (standard), every cell run
         os.environ[SEEDS_VAR] = args.seeds
-        args.profile, args.keep_going, args.out = args.profile or "quick", True, args.out or BUILD / "confirm"
+        args.profile, args.keep_going, args.out = args.profile or "standard", True, args.out or BUILD / "confirm"
     if args.profile:
         os.environ[ENV_VAR] = current(args.profile).name
     stop_on_signals()
