@@ -103,6 +103,18 @@ def test_the_interval_comes_from_scipy_and_is_the_same_every_time():
     assert low < d.mean() < high
 
 
+def test_a_retired_verdict_is_measured_by_its_rule_and_reported_not_asserted(decided, monkeypatch, capsys):
+    entry = {"kind": "equivalence", "claim": "no gain", "names": ["new", "old"], "bound": 0.02, "units": 24,
+             "paper": "p", "retired": "failed on seeds 0-2"}
+    monkeypatch.setattr(check, "preregistration", lambda key=None: entry)
+    verdict = check.registered("any", *arms(np.random.default_rng(6).normal(0.05, 0.01, 24)))  # far outside +-0.02
+    out = capsys.readouterr().out
+    assert verdict.status == "RETIRED" and verdict.estimate > 0.04
+    assert out.startswith("NOT ASSERTED no gain [registered: equivalence within +-0.02, 90% interval over 24 units; "
+                          "retired: failed on seeds 0-2]")
+    assert "registered_rule_holds=False" in out
+
+
 REGISTERED = check.preregistration()
 
 
@@ -111,6 +123,8 @@ def test_every_registered_verdict_states_what_the_rules_ask():
     for key, entry in REGISTERED.items():
         assert entry["kind"] in ("effect", "non-inferiority", "equivalence"), key
         assert {"claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper"} <= set(entry), key
+        assert set(entry) <= {"kind", "claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper",
+                              "min_effect", "bound", "diverged", "retired"}, key
         assert entry["units"] >= check.MIN_UNITS, key
         if entry["kind"] == "effect":
             assert entry["min_effect"] >= 0, key

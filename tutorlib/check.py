@@ -296,11 +296,34 @@ def registered(key: str, a: Any, b: Any) -> Verdict:
     if current().decides and units < entry["units"]:
         raise ValueError(f"Verdict {key!r} was pre-registered with {entry['units']} units; this run has {units}. "
                          f"Run the chapter's full number of draws (the quick profile alone may run fewer).")
+    if "retired" in entry:
+        return _retired(entry, a, b)
     common = dict(names=tuple(entry["names"]), diverged=entry.get("diverged"), paper=entry.get("paper"))
     if entry["kind"] == "equivalence":
         return equivalent(a, b, entry["claim"], bound=entry["bound"], **common)
     return effect(a, b, entry["claim"], min_effect=entry["min_effect"],
                   non_inferiority=entry["kind"] == "non-inferiority", **common)
+
+
+def _retired(entry: dict, a: Any, b: Any) -> Verdict:
+    """A registered verdict that failed its confirming run: still measured by its own rule, never asserted again.
+
+    Its threshold stays as registered (re-setting it from the failed run would be fitting the bar to the data);
+    the chapter reports the numbers and the rule's outcome, and `entry["retired"]` says when and why.
+    """
+    x, y = _paired_units(a, b, entry.get("diverged"))
+    d = x - y
+    if entry["kind"] == "equivalence":
+        estimate, low, high = equivalence_interval(d)
+        rule, holds = f"equivalence within +-{entry['bound']:.3g}, 90% interval", -entry["bound"] < low and high < entry["bound"]
+    else:
+        estimate, low, high = interval(d)
+        rule, holds = f"{entry['kind']}, effect > {entry['min_effect']:.3g}, 95% interval", low > entry["min_effect"]
+    names = entry["names"]
+    report(f"{entry['claim']} [registered: {rule} over {entry['units']} units; retired: {entry['retired']}]",
+           paper=entry.get("paper"), **{names[0]: x.mean(), names[1]: y.mean()}, difference=estimate,
+           interval=[low, high], units=len(d), registered_rule_holds=bool(holds))
+    return Verdict(entry["claim"], "RETIRED", estimate, low, high, len(d))
 
 
 def kendall_tau(x, y) -> float:
