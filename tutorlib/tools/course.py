@@ -511,7 +511,7 @@ def pytest_command(unit_only: bool = False) -> list[str]:
     if unit_only:
         return base + [str(ROOT / "tests"), "-m", "not slow"]
     targets = [str(ROOT / "tests"), str(NOTEBOOKS)] if IN_CLONE else [str(NOTEBOOKS)]
-    return base + targets + ["--nbval-lax", "--nbval-current-env"]
+    return base + targets + ["--nbval-lax", "--nbval-current-env", "--durations=10"]  # the slowest ten: a slow change shows
 
 
 # Two test processes, one thread each on a 2-core machine: small CNNs gain little from a second thread,
