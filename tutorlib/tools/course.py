@@ -1,6 +1,6 @@
 """Build the reproducible write-up, and the students' exercise notebooks.
 
-    python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build] [--keep-going]
+    python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build] [--keep-going] [--save-reference]
     python -m tutorlib.course confirm [--seeds 20,21,22]          # make confirm
     python -m tutorlib.course student [--out build/student]       # make student
     python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick]
@@ -11,11 +11,12 @@
 Every make target runs one of these, so a machine without make (or without a clone: the wheel carries
 the chapters, data and checkpoints) has the same commands.
 
-`build` executes every chapter in a fresh kernel: executed notebooks go to build/notebooks/, HTML
-pages and index.html to build/course/, each chapter's `check.expect`/`check.report` verdicts (collected
-through $TUTORLIB_RESULTS) to build/results/<chapter>.jsonl, and runtimes and peak memory to
-build/course/run.json. A chapter that fails is marked failed in the index, with its error; the
-others still build.
+`build` executes every chapter in a fresh kernel: executed notebooks go to build/notebooks/, each
+chapter's verdicts (collected through $TUTORLIB_RESULTS) to build/results/<chapter>.jsonl, and the
+write-up (`tutorlib.tools.writeup`: index.html with claims, key figures, verdicts, references and the
+environment; a page per chapter; run.json) to build/course/. Each build compares its verdicts with the
+committed reference run (notebooks/reference_run.json; `build --save-reference` writes it). A chapter
+that fails is marked failed in the index, with its error; the others still build.
 
 `student` copies the notebooks with every cell tagged `solution` replaced by a stub that raises
 NotImplementedError with a hint, and with the hidden tests (``### BEGIN HIDDEN TESTS`` ...) cut out of
@@ -31,19 +32,15 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
-import html
 import json
 import os
-import platform
 import re
 import threading
 import time
 from pathlib import Path
 
-import torch
-
 from ..profile import ENV_VAR, SEEDS_VAR, current
+from . import writeup
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGED_NOTEBOOKS = Path(__file__).resolve().parents[1] / "course_notebooks"  # inside an installed wheel
@@ -190,90 +187,22 @@ def read_verdicts(results: Path) -> list[dict]:
     return [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
 
 
-def render_html(nb, out: Path) -> None:
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    out.write_text(body, encoding="utf-8")
+REFERENCE_RUN = NOTEBOOKS / "reference_run.json"  # the standard run on the default seeds, committed
+BIBLIOGRAPHY = NOTEBOOKS / "references.bib"
 
 
-def _numbers(verdict: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in verdict["numbers"].items())
+def build(only: list[str] | None = None, out_dir: Path = BUILD, keep_going: bool = False,
+          save_reference: bool = False) -> int:
+    """Execute the chapters, render them, write the write-up; return the number of failed chapters.
 
-
-def model_of(verdict: dict) -> str:
-    """Which network a verdict is about: the ImageNet model when its claim names Lite0, else the course CNNs."""
-    return "ImageNet Lite0" if "Lite0" in verdict["claim"] else "course CNNs"
-
-
-def _verdict_rows(verdicts: list[dict]) -> str:
-    rows = []
-    for v in verdicts:
-        numbers = _numbers(v)
-        rows.append(f"<tr><td class='{v['status'].lower()}'>{v['status']}</td><td>{model_of(v)}</td>"
-                    f"<td>{html.escape(v['claim'])}</td><td><code>{html.escape(numbers)}</code></td></tr>")
-    return "\n".join(rows) or "<tr><td colspan=4>no verdicts recorded</td></tr>"
-
-
-def _paper_rows(chapters: list[dict]) -> str:
-    """Our measured numbers beside the published ones, for every verdict that names its paper."""
-    rows = []
-    for ch in chapters:
-        for v in ch["verdicts"]:
-            if v.get("paper"):
-                numbers = _numbers(v)
-                rows.append(f"<tr><td>{ch['name'][:2]}</td><td>{model_of(v)}</td>"
-                            f"<td>{html.escape(v['paper'])}</td><td>{html.escape(v['claim'])}<br>"
-                            f"<code>{html.escape(numbers)}</code></td>"
-                            f"<td class='{v['status'].lower()}'>{v['status']}</td></tr>")
-    return "\n".join(rows) or "<tr><td colspan=5>no verdict names a paper</td></tr>"
-
-
-def write_index(chapters: list[dict], profile: str, seconds: float, out_dir: Path) -> Path:
-    """index.html: chapters, their verdicts with numbers, the papers' numbers beside ours, and how it ran."""
-    sections = []
-    for ch in chapters:
-        status = "<b class='fail'>failed</b>: " + html.escape(ch["error"]) if ch["error"] else "ran"
-        seeds = sorted({s for v in ch["verdicts"] for s in v.get("seeds", [])})
-        sections.append(f"<h3><a href='{ch['name']}.html'>{ch['name']}</a></h3>"
-                        f"<p>{status} in {ch['seconds']:.0f} s, peak memory {ch['peak_mib']:.0f} MiB, "
-                        f"seeds {seeds or 'n/a'}</p>"
-                        f"<table><tr><th>status</th><th>model</th><th>claim</th><th>measured</th></tr>"
-                        f"{_verdict_rows(ch['verdicts'])}</table>")
-    counts = {k: sum(v["status"] == k for ch in chapters for v in ch["verdicts"]) for k in ("PASS", "FAIL", "REPORTED")}
-    failed = sum(1 for ch in chapters if ch["error"])
-    meta = (f"profile <b>{profile}</b>, total runtime {seconds / 60:.1f} min, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}, "
-            f"built {datetime.datetime.now().isoformat(timespec='minutes')}. "
-            f"{len(chapters) - failed} of {len(chapters)} chapters ran; {counts['PASS']} verdicts passed, "
-            f"{counts['FAIL']} failed, {counts['REPORTED']} findings reported without assertion.")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pretrained CNNs, tested</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}}
-table{{border-collapse:collapse;width:100%;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px;text-align:left;vertical-align:top}}
-code{{font-size:85%}}.pass{{color:#1a7f37}}.fail{{color:#cf222e}}.reported{{color:#9a6700}}</style>
-</head><body><h1>Pretrained CNNs, tested: the write-up</h1><p>{meta}</p>
-<p>PASS: an asserted comparison of two measured arms that held on every seed of this run by the minimum
-effect named in its claim (<code>check.paired</code>), or a rank agreement above its threshold, with the
-chance rate of that threshold in the claim (<code>check.rank_agreement</code>). A diverged or NaN arm counts
-as a failure. The model column says whether a finding is about the course CNNs or about ImageNet
-EfficientNet-Lite0 (a claim that names Lite0). REPORTED: measured and shown with its per-seed numbers, not asserted (it did not hold on
-every seed we tried, or it could not fail). FAIL: an assertion that did not hold in this run.</p>
-<h2>Our numbers beside the papers'</h2>
-<table><tr><th>ch.</th><th>model</th><th>the paper measured</th><th>we measured (this run)</th><th>status</th></tr>
-{_paper_rows(chapters)}</table>
-<h2>Chapters</h2>{''.join(sections)}</body></html>"""
-    out = out_dir / "course" / "index.html"
-    out.write_text(page, encoding="utf-8")
-    return out
-
-
-def build(only: list[str] | None = None, out_dir: Path = BUILD, keep_going: bool = False) -> int:
-    """Execute the chapters, render them, write the index; return the number of failed chapters."""
+    save_reference: write this run as the reference run (notebooks/reference_run.json) that later builds
+    compare themselves with; only a whole, clean standard run on the default seeds may be saved.
+    """
     import nbformat
 
     profile = current().name
     out_dir = out_dir.resolve()  # kernels run in notebooks/: a relative path would point elsewhere
-    for sub in ("notebooks", "course", "results"):
+    for sub in ("notebooks", "course/figures", "results"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     paths = [p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if not only or p.name[:2] in only]
     chapters, started = [], time.perf_counter()
@@ -290,22 +219,66 @@ def build(only: list[str] | None = None, out_dir: Path = BUILD, keep_going: bool
                   f"{len(paths)} chapters were done (in {out_dir / 'notebooks'}); its kernel was shut down.")
             raise SystemExit(130 if why == "SIGINT" else 143) from None
         nbformat.write(nb, out_dir / "notebooks" / path.name)
-        render_html(nb, out_dir / "course" / f"{path.stem}.html")
-        seconds = time.perf_counter() - t0
-        chapters.append({"name": path.stem, "error": error, "seconds": seconds, "peak_mib": peak_mib,
-                         "verdicts": read_verdicts(results)})
-        print(f"{'FAILED' if error else 'ok'} in {seconds:.0f} s, peak {peak_mib:.0f} MiB"
+        chapters.append(write_chapter(nb, path.stem, out_dir / "course", error, time.perf_counter() - t0,
+                                      peak_mib, read_verdicts(results)))
+        print(f"{'FAILED' if error else 'ok'} in {chapters[-1]['seconds']:.0f} s, peak {peak_mib:.0f} MiB"
               + (f": {error}" if error else ""))
-    total = time.perf_counter() - started
-    index = write_index(chapters, profile, total, out_dir)
-    run = {"profile": profile, "seconds": round(total, 1), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "date": datetime.datetime.now().isoformat(timespec="minutes"),
+    return finish_build(chapters, time.perf_counter() - started, out_dir, only, save_reference)
+
+
+def write_chapter(nb, name: str, course_dir: Path, error: str | None, seconds: float, peak_mib: float,
+                  verdicts: list[dict]) -> dict:
+    """One executed chapter's page (class edition) and key figure; the record the index is built from."""
+    title, claim = writeup.chapter_claim(nb)
+    edition = "class edition: exercise solutions replaced by stubs"
+    page = writeup.class_edition(nb, exercise_stub, exercises, without_hidden_tests)
+    writeup.render_chapter(page, course_dir / f"{name}.html", title or name, edition)
+    figure = writeup.key_figure(nb)
+    if figure:
+        (course_dir / "figures" / f"{name}.png").write_bytes(figure)
+    return {"name": name, "title": title, "claim": claim, "figure": figure is not None, "error": error,
+            "seconds": seconds, "peak_mib": peak_mib, "verdicts": verdicts}
+
+
+def finish_build(chapters: list[dict], seconds: float, out_dir: Path, only: list[str] | None,
+                 save_reference: bool) -> int:
+    """The index, run.json and the comparison with the reference run; print the verdicts and the count."""
+    prof = current()
+    env = writeup.environment(ROOT if IN_CLONE else None, prof.name, list(prof.seeds), seconds, only)
+    reference = json.loads(REFERENCE_RUN.read_text()) if REFERENCE_RUN.exists() else None
+    comparison = writeup.compare(chapters, reference, prof.name, list(prof.seeds))
+    bibliography = writeup.read_bibliography(BIBLIOGRAPHY)
+    index = writeup.write_index(chapters, env, comparison, bibliography, out_dir / "course")
+    run = {"environment": env, "reference_run": comparison,
            "chapters": [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in ch.items() if k != "verdicts"}
                         for ch in chapters]}
     (out_dir / "course" / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     print_verdicts(chapters)
-    print(f"Wrote {index} ({len(chapters)} chapters, {total / 60:.1f} min in all; seeds {list(current().seeds)}).")
-    return sum(1 for c in chapters if c["error"])
+    print(writeup.comparison_line(comparison))
+    for vid, outcome in comparison.get("outcome", {}).items():
+        if outcome != "agrees":
+            print(f"  {outcome}: {vid[:140]}")
+    failed = sum(1 for c in chapters if c["error"])
+    if save_reference:
+        save_reference_run(chapters, env, failed, only)
+    print(f"Wrote {index} ({len(chapters)} chapters, {seconds / 60:.1f} min in all; seeds {list(prof.seeds)}).")
+    return failed
+
+
+def save_reference_run(chapters: list[dict], env: dict, failed: int, only: list[str] | None) -> None:
+    """Keep this run as the reference, if it is one: standard, default seeds, every chapter, no failure."""
+    from ..profile import PROFILES
+
+    problems = [why for bad, why in [
+        (env["profile"] != "standard", f"the profile is {env['profile']}, not standard"),
+        (env["seeds"] != list(PROFILES["standard"].seeds), f"the seeds are {env['seeds']}, not the default ones"),
+        (bool(only), "only some chapters ran"), (failed > 0, f"{failed} chapters failed"),
+        (env["tree"] != "clean", f"the working tree is {env['tree']}")] if bad]
+    if problems:
+        raise SystemExit(f"Not saved as the reference run: {'; '.join(problems)}. Run "
+                         f"`python -m tutorlib.course build --profile standard --save-reference` on a clean checkout.")
+    REFERENCE_RUN.write_text(json.dumps(writeup.reference_from(chapters, env), indent=1) + "\n")
+    print(f"Saved {REFERENCE_RUN} as the reference run: commit it.")
 
 
 # ----------------------------------------------------------------------------- student versions
@@ -542,6 +515,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="get / student: replace chapters that differ from the course's (a learner's work)")
     parser.add_argument("--student", action="store_true", help="lab: open the students' copies (--out, default build/student/)")
+    parser.add_argument("--save-reference", action="store_true",
+                        help="build: keep this run (standard, default seeds, clean tree) as the reference run")
     parser.add_argument("--keep-going", action="store_true",
                         help="build: run every cell even after a failure, so every verdict is evaluated")
     return parser
@@ -577,7 +552,8 @@ def main(argv: list[str] | None = None) -> None:
             for r in rows:
                 print(f"  exercise {r['exercise']}: {r['status']:8s} {r['detail']}")
         return
-    raise SystemExit(1 if build(args.only, args.out or BUILD, keep_going=args.keep_going) else 0)
+    raise SystemExit(1 if build(args.only, args.out or BUILD, keep_going=args.keep_going,
+                           save_reference=args.save_reference) else 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,388 @@
+"""The write-up a reader can cite and re-check: findings beside their evidence, one reference list, the
+environment with the command that reproduces it, and a comparison with the committed reference run.
+
+`python -m tutorlib.course build` calls `write_index` once every chapter has run. The page shows, per
+chapter: the article's claim, the chapter's key figure (the cell tagged ``key-figure``), each asserted
+verdict with its rule, estimate and interval, the findings only reported (apart, so nobody reads them as
+confirmed), and a link to the executed chapter. Papers are cited by key, ``[@kornblith2019better]``
+(the Pandoc and MyST syntax), from notebooks/references.bib.
+
+The reference run (notebooks/reference_run.json, written by ``build --save-reference``) is the standard
+profile on the default seeds. Every build on the same profile and seeds compares each verdict with it:
+"agrees", or what changed (the status flipped, or the effect left the reference's interval).
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import html
+import platform
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+CITATION = re.compile(r"\s?\[@([A-Za-z0-9_:-]+)\]")
+RULE = re.compile(r"^(.*?) \[([^\[\]]+)\]$", re.S)  # "claim [rule]": check.* append the rule to the claim
+KEY_FIGURE = "key-figure"
+
+
+# ----------------------------------------------------------------------------- references
+ACCENTS = {"\\'a": "á", "\\'e": "é", '\\"e': "ë", '\\"a': "ä", '\\"o': "ö", '\\"u': "ü"}
+
+
+def _plain_tex(value: str) -> str:
+    """A BibTeX value as text: braces dropped, the few accents the file uses turned into letters."""
+    value = re.sub(r"[{}]", "", value).strip()
+    for tex, letter in ACCENTS.items():
+        value = value.replace(tex, letter)
+    return value
+
+
+def read_bibliography(path: Path) -> dict[str, dict[str, str]]:
+    """The entries of a BibTeX file as {key: {field: value}} (braces stripped); enough for references.bib."""
+    entries = {}
+    for match in re.finditer(r"@(\w+)\s*\{\s*([^,\s]+)\s*,(.*?)\n\}", path.read_text(encoding="utf-8"), re.S):
+        kind, key, body = match.groups()
+        fields = {name.lower(): _plain_tex(value)
+                  for name, value in re.findall(r"(\w+)\s*=\s*\{(.*?)\}\s*,?\s*$", body, re.M)}
+        entries[key] = {"type": kind.lower(), **fields}
+    return entries
+
+
+def cited_keys(text: str) -> list[str]:
+    """Every key cited as [@key] in `text`, in order of first appearance."""
+    return list(dict.fromkeys(CITATION.findall(text or "")))
+
+
+def short_label(entry: dict) -> str:
+    """"Yosinski et al. 2014" from an entry's authors and year."""
+    surnames = [a.split(",")[0].strip() for a in entry.get("author", "Anon.").split(" and ")]
+    who = surnames[0] if len(surnames) == 1 else " & ".join(surnames) if len(surnames) == 2 else f"{surnames[0]} et al."
+    return f"{who} {entry.get('year', 'n.d.')}"
+
+
+def link(entry: dict) -> str:
+    """Where a reader finds the paper: its arXiv page, else its DOI, else its url."""
+    if entry.get("eprint"):
+        return f"https://arxiv.org/abs/{entry['eprint']}"
+    if entry.get("doi"):
+        return f"https://doi.org/{entry['doi']}"
+    return entry.get("url", "")
+
+
+def cite_html(text: str, numbers: dict[str, int]) -> str:
+    """`text` as HTML with each [@key] turned into a numbered link into the reference list."""
+    def anchor(match: re.Match) -> str:
+        key = match.group(1)
+        return f" <a href='#ref-{key}'>[{numbers[key]}]</a>" if key in numbers else f" [{html.escape(key)}?]"
+    return CITATION.sub(anchor, html.escape(text or ""))
+
+
+def reference_list(numbers: dict[str, int], bibliography: dict[str, dict]) -> str:
+    items = []
+    for key, n in sorted(numbers.items(), key=lambda kv: kv[1]):
+        e = bibliography[key]
+        venue = e.get("booktitle") or e.get("journal") or e.get("howpublished", "")
+        url = link(e)
+        items.append(f"<li id='ref-{key}' value='{n}'>{html.escape(e.get('author', ''))} ({e.get('year', '')}). "
+                     f"<i>{html.escape(e.get('title', ''))}</i>. {html.escape(venue)}. "
+                     f"<a href='{html.escape(url)}'>{html.escape(url)}</a> <code>[@{key}]</code></li>")
+    return "<ol>" + "\n".join(items) + "</ol>"
+
+
+# ----------------------------------------------------------------------------- environment
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    """The CPU's name (Linux: /proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment(root: Path | None, profile: str, seeds: list[int], seconds: float,
+                only: list[str] | None = None) -> dict:
+    """What a reader needs to re-run this build: commit, versions, CPU, threads, profile, seeds and the command."""
+    from .. import threads
+
+    commit = _git(root, "rev-parse", "HEAD") if root else None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
+    pinned = threads.pinned()
+    env = {
+        "commit": commit or "not a git clone (an installed wheel)",
+        "tree": "n/a" if not commit else "clean" if status == "" else "modified (uncommitted changes)",
+        "tutorlib": _version("tutorlib"), "torch": torch.__version__, "timm": _version("timm"),
+        "numpy": _version("numpy"), "python": platform.python_version(), "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "thread_policy": f"pinned by $TUTORLIB_THREADS / $OMP_NUM_THREADS to {pinned}" if pinned else
+                         "tutorlib's default: one thread per core but one, fixed when tutorlib is imported",
+        "profile": profile, "seeds": list(seeds), "chapters": only or "all",
+        "date": datetime.datetime.now().isoformat(timespec="minutes"), "seconds": round(seconds, 1),
+    }
+    env["command"] = reproduce_command(env)
+    return env
+
+
+def reproduce_command(env: dict) -> str:
+    """The shell line that re-runs this build with the same code, thread count, profile and seeds."""
+    build = (f"TUTORLIB_THREADS={env['threads']} TUTORLIB_SEEDS={','.join(map(str, env['seeds']))} "
+             f"python -m tutorlib.course build --profile {env['profile']}")
+    if env["chapters"] != "all":
+        build += " --only " + " ".join(env["chapters"])
+    if env["commit"].startswith("not a git"):
+        return f"pip install tutorlib=={env['tutorlib']} && {build}"
+    return f"git checkout {env['commit'][:12]} && pip install -e . && {build}"
+
+
+# ----------------------------------------------------------------------------- verdicts
+def split_rule(claim: str) -> tuple[str, str]:
+    """("claim", "rule") from a recorded claim such as "X beats Y [effect > 0.02, 95% interval over 9 ...]"."""
+    match = RULE.match(claim)
+    return (match.group(1), match.group(2)) if match else (claim, "")
+
+
+def measured(verdict: dict) -> tuple[float | None, list | None]:
+    """A verdict's headline number and its interval (None where the verdict has none)."""
+    n = verdict.get("numbers", {})
+    for name in ("effect", "difference", "kendall_tau", "smallest_gap"):
+        if isinstance(n.get(name), (int, float)):
+            interval = n.get("interval")
+            return n[name], interval if isinstance(interval, list) and len(interval) == 2 else None
+    return None, None
+
+
+def verdict_id(chapter: str, verdict: dict) -> str:
+    """A verdict's name across runs: its chapter and its claim (the rule included, so a changed rule is new)."""
+    return f"{chapter[:2]} {verdict['claim']}"
+
+
+def compare(chapters: list[dict], reference: dict | None, profile: str, seeds: list[int]) -> dict:
+    """Each verdict of this run against the reference run: "agrees", or what changed. Also the counts."""
+    if not reference:
+        return {"comparable": False, "why": "no reference run is committed (build --save-reference writes one)"}
+    if reference["environment"]["profile"] != profile or reference["environment"]["seeds"] != list(seeds):
+        return {"comparable": False,
+                "why": f"the reference run is the {reference['environment']['profile']} profile on seeds "
+                       f"{reference['environment']['seeds']}; this run is {profile} on {list(seeds)}"}
+    ref = {v["id"]: v for v in reference["verdicts"]}
+    outcome, built = {}, {ch["name"][:2] for ch in chapters}
+    for ch in chapters:
+        for v in ch["verdicts"]:
+            vid = verdict_id(ch["name"], v)
+            outcome[vid] = _difference(v, ref.get(vid))
+    missing = [vid for vid in ref if vid[:2] in built and vid not in outcome]
+    agree = sum(o == "agrees" for o in outcome.values())
+    return {"comparable": True, "commit": reference["environment"]["commit"], "date": reference["environment"]["date"],
+            "outcome": outcome, "agree": agree, "compared": len(outcome), "missing": missing}
+
+
+def _difference(now: dict, ref: dict | None) -> str:
+    if ref is None:
+        return "new: not in the reference run"
+    if now["status"] != ref["status"]:
+        return f"status changed: {ref['status']} in the reference, {now['status']} now"
+    estimate, _ = measured(now)
+    if ref.get("interval") and estimate is not None and not ref["interval"][0] <= estimate <= ref["interval"][1]:
+        return f"estimate {estimate} left the reference's interval {ref['interval']}"
+    return "agrees"
+
+
+def reference_from(chapters: list[dict], env: dict) -> dict:
+    """What the reference run file keeps: the environment, and per verdict its status, estimate and interval."""
+    rows = []
+    for ch in chapters:
+        for v in ch["verdicts"]:
+            estimate, interval = measured(v)
+            rows.append({"id": verdict_id(ch["name"], v), "status": v["status"], "estimate": estimate,
+                         "interval": interval})
+    return {"environment": env, "verdicts": rows}
+
+
+# ----------------------------------------------------------------------------- chapters
+def chapter_claim(nb) -> tuple[str, str]:
+    """The chapter's title (its first heading) and the article's claim (the paragraph after it)."""
+    first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    title = next((line.lstrip("# ").strip() for line in first.splitlines() if line.startswith("#")), "")
+    paragraphs = [p.strip() for p in first.split("\n\n") if p.strip() and not p.startswith("#")]
+    return title, (paragraphs[0] if paragraphs else "")
+
+
+def key_figure(nb) -> bytes | None:
+    """The PNG the chapter's cell tagged `key-figure` drew (its first image), or None."""
+    for cell in nb.cells:
+        if KEY_FIGURE in cell.metadata.get("tags", []):
+            for out in cell.get("outputs", []):
+                png = out.get("data", {}).get("image/png")
+                if png:
+                    return base64.b64decode(png)
+    return None
+
+
+def class_edition(nb, solution_stub, exercises, without_hidden_tests):
+    """An executed chapter as a class may see it: solutions replaced by stubs, self-check outputs dropped."""
+    nb = copy.deepcopy(nb)
+    for number, (solution, check_cell) in enumerate(exercises(nb), 1):
+        nb.cells[solution].source = solution_stub(nb.cells[check_cell].source, number)
+        nb.cells[check_cell].source = without_hidden_tests(nb.cells[check_cell].source)
+        for i in (solution, check_cell):
+            nb.cells[i].outputs, nb.cells[i].execution_count = [], None
+    return nb
+
+
+CHAPTER_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block body_header -%}{{ super() }}
+<nav style="padding:8px 16px;background:#f6f8fa;border-bottom:1px solid #ddd;font-family:sans-serif">
+<a href="index.html">&larr; Pretrained CNNs, tested: the write-up</a> &middot; {{ resources.edition }}</nav>
+{%- endblock body_header -%}
+"""
+
+
+def render_chapter(nb, out: Path, title: str, edition: str) -> None:
+    """One chapter as an offline HTML page (no script from a CDN) titled after it, linking back to the index."""
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", template_file="writeup_chapter.html.j2",
+                            extra_loaders=[jinja2.DictLoader({"writeup_chapter.html.j2": CHAPTER_TEMPLATE})])
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "edition": edition})
+    out.write_text(body, encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- the page
+STYLE = """body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;line-height:1.45}
+table{border-collapse:collapse;width:100%;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:4px 6px;
+text-align:left;vertical-align:top}code{font-size:85%}.pass{color:#1a7f37}.fail{color:#cf222e}
+.reported,.retired{color:#9a6700}.inconclusive{color:#57606a}blockquote{margin:0;padding:.2em 1em;
+border-left:4px solid #ddd;color:#333}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption,.small{font-size:85%;color:#555}pre{background:#f6f8fa;padding:8px;white-space:pre-wrap}"""
+
+ASSERTED = ("PASS", "FAIL", "INCONCLUSIVE")
+
+
+def model_of(verdict: dict) -> str:
+    """Which network a verdict is about: the ImageNet model when its claim names Lite0, else the course CNNs."""
+    return "ImageNet Lite0" if "Lite0" in verdict["claim"] else "course CNNs"
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else html.escape(str(value))
+
+
+def _measured_html(verdict: dict) -> str:
+    estimate, interval = measured(verdict)
+    if estimate is None:
+        return "<code>" + html.escape(", ".join(f"{k}={v}" for k, v in verdict.get("numbers", {}).items())) + "</code>"
+    units = verdict["numbers"].get("units")
+    text = _number(estimate) + (f" [{_number(interval[0])}, {_number(interval[1])}]" if interval else "")
+    return text + (f"<br><span class='small'>{units} units</span>" if units else "")
+
+
+def verdict_rows(chapter: str, verdicts: list[dict], numbers: dict[str, int], comparison: dict) -> str:
+    """Table rows: status, model, claim (papers cited), rule, estimate [interval], and the reference check."""
+    rows = []
+    for v in verdicts:
+        claim, rule = split_rule(v["claim"])
+        paper = f"<br><span class='small'>anchor: {cite_html(v['paper'], numbers)}</span>" if v.get("paper") else ""
+        check = comparison.get("outcome", {}).get(verdict_id(chapter, v), "") if comparison.get("comparable") else ""
+        status = "RETIRED" if "retired:" in rule else v["status"]
+        rows.append(f"<tr><td class='{status.lower()}'>{status}</td><td>{model_of(v)}</td>"
+                    f"<td>{cite_html(claim, numbers)}{paper}</td><td class='small'>{html.escape(rule)}</td>"
+                    f"<td>{_measured_html(v)}</td><td class='small'>{html.escape(check)}</td></tr>")
+    return "\n".join(rows)
+
+
+def number_citations(chapters: list[dict], bibliography: dict) -> dict[str, int]:
+    """Reference numbers in order of first citation on the page (claims, then each verdict's claim and paper)."""
+    keys = []
+    for ch in chapters:
+        keys += cited_keys(ch.get("claim", ""))
+        for v in ch["verdicts"]:
+            keys += cited_keys(v["claim"]) + cited_keys(v.get("paper") or "")
+    return {k: i for i, k in enumerate((k for k in dict.fromkeys(keys) if k in bibliography), 1)}
+
+
+def chapter_section(ch: dict, numbers: dict[str, int], comparison: dict) -> str:
+    head = "<tr><th>status</th><th>model</th><th>claim</th><th>rule</th><th>estimate [interval]</th><th>vs reference run</th></tr>"
+    asserted = [v for v in ch["verdicts"] if v["status"] in ASSERTED and "retired:" not in v["claim"]]
+    reported = [v for v in ch["verdicts"] if v not in asserted]
+    failed = f"<p class='fail'><b>This chapter failed</b>: {html.escape(ch['error'])}</p>" if ch["error"] else ""
+    figure = (f"<figure><img src='figures/{ch['name']}.png' alt='key figure of {html.escape(ch['name'])}'>"
+              f"<figcaption>The chapter's key figure, as this run drew it.</figcaption></figure>"
+              if ch.get("figure") else "<p class='small'>(no key figure: the chapter drew none in this run)</p>")
+    return (f"<h3 id='{ch['name']}'>{html.escape(ch.get('title') or ch['name'])}</h3>{failed}"
+            f"<blockquote>{cite_html(ch.get('claim', ''), numbers).replace('**', '')}</blockquote>{figure}"
+            f"<h4>Asserted ({len(asserted)})</h4><table>{head}"
+            f"{verdict_rows(ch['name'], asserted, numbers, comparison) or '<tr><td colspan=6>none</td></tr>'}</table>"
+            f"<details><summary><b>Reported, not asserted ({len(reported)})</b>: measured and shown, but no claim "
+            f"rests on them</summary><table>{head}{verdict_rows(ch['name'], reported, numbers, comparison)}</table>"
+            f"</details><p><a href='{ch['name']}.html'>The executed chapter</a> (ran in {ch['seconds']:.0f} s, "
+            f"peak memory {ch['peak_mib']:.0f} MiB)</p>")
+
+
+def comparison_line(comparison: dict) -> str:
+    if not comparison.get("comparable"):
+        return f"Not compared with the reference run: {comparison['why']}."
+    changed = comparison["compared"] - comparison["agree"]
+    line = (f"Against the reference run (commit {comparison['commit'][:12]}, {comparison['date']}): "
+            f"{comparison['agree']} of {comparison['compared']} verdicts agree")
+    line += f", {changed} changed" if changed else ""
+    return line + (f"; {len(comparison['missing'])} of the reference's are missing" if comparison["missing"] else "") + "."
+
+
+def write_index(chapters: list[dict], env: dict, comparison: dict, bibliography: dict, out: Path) -> Path:
+    """index.html: per chapter the claim, key figure and verdicts; the references; the environment and command."""
+    numbers = number_citations(chapters, bibliography)
+    counts = {s: sum(v["status"] == s for ch in chapters for v in ch["verdicts"]) for s in ASSERTED + ("REPORTED",)}
+    failed = sum(1 for ch in chapters if ch["error"])
+    env_rows = "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td></tr>"
+                       for k, v in env.items() if k != "command")
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Pretrained CNNs, tested: the write-up</title>
+<style>{STYLE}</style></head><body><h1>Pretrained CNNs, tested: the write-up</h1>
+<p>Seven claims of an article on the weaknesses of pretrained models, each put to an experiment on a laptop CPU.
+Profile <b>{env['profile']}</b>, seeds {env['seeds']}, {len(chapters) - failed} of {len(chapters)} chapters ran in
+{env['seconds'] / 60:.1f} min: {counts['PASS']} verdicts held, {counts['FAIL']} failed,
+{counts['INCONCLUSIVE']} inconclusive, {counts['REPORTED']} findings reported without assertion.
+<b>{html.escape(comparison_line(comparison))}</b></p>
+<p class='small'>How to read a verdict: PASS means the rule in its row held in this run. An interval verdict's
+rule says its kind (an effect whose 95% interval clears a minimum, a non-inferiority margin, or an equivalence
+whose 90% interval lies within a bound) and the number of paired units; its threshold was registered in
+notebooks/verdicts.toml before the run that confirmed it. A rule "on every seed" is an older per-seed
+comparison. RETIRED: registered, failed its confirming run, now reported by the same rule. Reported findings
+are listed apart, under each chapter. Papers are numbered as the page first cites them; each links to the
+list at the end.</p>
+<p class='small'>Chapters: {' · '.join(f"<a href='#{ch['name']}'>{ch['name'][:2]}</a>" for ch in chapters)} ·
+<a href='#references'>references</a> · <a href='#environment'>environment</a></p>
+<h2>Findings, chapter by chapter</h2>{''.join(chapter_section(ch, numbers, comparison) for ch in chapters)}
+<h2 id='references'>References</h2>{reference_list(numbers, bibliography)}
+<h2 id='environment'>Environment, and the command that reproduces this run</h2>
+<table>{env_rows}</table><pre>{html.escape(env['command'])}</pre>
+<p class='small'>The chapter pages show the exercises with their solutions replaced by stubs (the edition for a
+class); the answer key is the notebook itself. Nothing on these pages loads from the network.</p>
+</body></html>"""
+    path = out / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
