@@ -66,7 +66,7 @@ def test_citations_become_numbered_links_and_an_unknown_key_shows():
     assert "<a href='#ref-yosinski2014transferable'>[1]</a>" in text and "[nobody2099?]" in text and "&lt;b&gt;" in text
     listed = writeup.reference_list(numbers, BIB)
     assert "id='ref-yosinski2014transferable'" in listed and "https://arxiv.org/abs/1411.1792" in listed
-    assert writeup.short_label(BIB["kornblith2019better"]) == "Kornblith et al. 2019"
+    assert writeup.authors(BIB["howard2018ulmfit"]) == "Jeremy Howard and Sebastian Ruder"
 
 
 def test_the_environment_names_the_commit_versions_cpu_threads_and_the_command():
@@ -100,6 +100,7 @@ def test_a_chapter_page_is_titled_links_back_hides_solutions_and_loads_nothing_o
     assert "<title>Chapter 9 · A test</title>" in page and "href=\"index.html\"" in page
     assert "answer_1 = 42" not in page and "NotImplementedError" in page and "HIDDEN" not in page
     assert "cdnjs" not in page and "<script src=\"http" not in page
+    assert "<a href='index.html#ref-he2015delving'>" in page and record["cites"] == ["he2015delving"]
     assert record["figure"] and (tmp_path / "figures" / "09_test.png").read_bytes() == b"\x89PNG fake"
     assert record["title"] == "Chapter 9 · A test" and "[@he2015delving]" in record["claim"]
     assert nb.cells[2].source == "answer_1 = 42"  # the executed notebook itself is left whole

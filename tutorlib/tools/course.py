@@ -236,7 +236,8 @@ def write_chapter(nb, name: str, course_dir: Path, error: str | None, seconds: f
     figure = writeup.key_figure(nb)
     if figure:
         (course_dir / "figures" / f"{name}.png").write_bytes(figure)
-    return {"name": name, "title": title, "claim": claim, "figure": figure is not None, "error": error,
+    cites = writeup.cited_keys("\n".join(cell.source for cell in nb.cells))
+    return {"name": name, "title": title, "claim": claim, "figure": figure is not None, "cites": cites, "error": error,
             "seconds": seconds, "peak_mib": peak_mib, "verdicts": verdicts}
 
 

@@ -58,11 +58,10 @@ def cited_keys(text: str) -> list[str]:
     return list(dict.fromkeys(CITATION.findall(text or "")))
 
 
-def short_label(entry: dict) -> str:
-    """"Yosinski et al. 2014" from an entry's authors and year."""
-    surnames = [a.split(",")[0].strip() for a in entry.get("author", "Anon.").split(" and ")]
-    who = surnames[0] if len(surnames) == 1 else " & ".join(surnames) if len(surnames) == 2 else f"{surnames[0]} et al."
-    return f"{who} {entry.get('year', 'n.d.')}"
+def authors(entry: dict) -> str:
+    """"Jason Yosinski, Jeff Clune and Yoshua Bengio" from BibTeX's "Yosinski, Jason and Clune, Jeff and ..."."""
+    names = [" ".join(reversed([p.strip() for p in a.split(",", 1)])) for a in entry.get("author", "").split(" and ")]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def link(entry: dict) -> str:
@@ -88,7 +87,7 @@ def reference_list(numbers: dict[str, int], bibliography: dict[str, dict]) -> st
         e = bibliography[key]
         venue = e.get("booktitle") or e.get("journal") or e.get("howpublished", "")
         url = link(e)
-        items.append(f"<li id='ref-{key}' value='{n}'>{html.escape(e.get('author', ''))} ({e.get('year', '')}). "
+        items.append(f"<li id='ref-{key}' value='{n}'>{html.escape(authors(e))} ({e.get('year', '')}). "
                      f"<i>{html.escape(e.get('title', ''))}</i>. {html.escape(venue)}. "
                      f"<a href='{html.escape(url)}'>{html.escape(url)}</a> <code>[@{key}]</code></li>")
     return "<ol>" + "\n".join(items) + "</ol>"
@@ -269,6 +268,7 @@ def render_chapter(nb, out: Path, title: str, edition: str) -> None:
     exporter = HTMLExporter(template_name="lab", template_file="writeup_chapter.html.j2",
                             extra_loaders=[jinja2.DictLoader({"writeup_chapter.html.j2": CHAPTER_TEMPLATE})])
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "edition": edition})
+    body = re.sub(r"\[@([A-Za-z0-9_:-]+)\]", r"<a href='index.html#ref-\1'>[@\1]</a>", body)  # into the list
     out.write_text(body, encoding="utf-8")
 
 
@@ -316,12 +316,13 @@ def verdict_rows(chapter: str, verdicts: list[dict], numbers: dict[str, int], co
 
 
 def number_citations(chapters: list[dict], bibliography: dict) -> dict[str, int]:
-    """Reference numbers in order of first citation on the page (claims, then each verdict's claim and paper)."""
+    """Reference numbers in the order the page cites them (claim, asserted, reported), then what the chapters cite."""
     keys = []
     for ch in chapters:
         keys += cited_keys(ch.get("claim", ""))
-        for v in ch["verdicts"]:
+        for v in sorted(ch["verdicts"], key=lambda v: v["status"] not in ASSERTED or "retired:" in v["claim"]):
             keys += cited_keys(v["claim"]) + cited_keys(v.get("paper") or "")
+    keys += [k for ch in chapters for k in ch.get("cites", [])]
     return {k: i for i, k in enumerate((k for k in dict.fromkeys(keys) if k in bibliography), 1)}
 
 
