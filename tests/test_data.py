@@ -360,3 +360,31 @@ def test_a_decompression_bomb_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 800-pixel photos now count as bombs (> 2x the limit)
     with pytest.raises(ValueError, match="too large to open safely.*MAX_IMAGE_PIXELS"):
         data.load_image_folder(root, 8)
+
+
+def test_two_notebooks_making_the_sample_photo_folder_at_once_never_show_a_half_written_photo(tmp_path):
+    """Two chapters (make test runs two at a time) write the same folder while one of them reads it."""
+    import threading
+
+    root, errors, done = tmp_path / "photos", [], threading.Event()
+    data.sample_photo_folder(root, per_class=4)
+
+    def write():
+        for _ in range(5):
+            data.sample_photo_folder(root, per_class=4)
+        done.set()
+
+    def read():
+        while not done.is_set():
+            try:
+                data.load_image_folder(root, image_size=32)
+            except Exception as err:  # a half-written JPEG: "not a readable image"
+                errors.append(err)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=write), threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert sorted(p.name for p in root.iterdir()) == ["china", "flower"]  # no temporary file left behind

@@ -277,8 +277,23 @@ def sample_photo_folder(root: str | Path, per_class: int = 20, seed: int = 0) ->
             side = int(rng.uniform(0.3, 0.7) * min(h, w))
             top, left = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
             crop = Image.fromarray(photo[top:top + side, left:left + side])
-            crop.save(root / name / f"{name}_{i:02d}.jpg", quality=90)
+            _save_whole(crop, root / name / f"{name}_{i:02d}.jpg")
     return root
+
+
+def _save_whole(image, path: Path) -> None:
+    """Save a JPEG under a temporary name, then rename it: a reader (or a second notebook making the same
+    folder at the same time) never sees a half-written photo. The temporary file sits in the folder's root,
+    where `load_image_folder` looks for class folders only."""
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(suffix=".jpg", dir=path.parent.parent)
+    os.close(handle)
+    try:
+        image.save(temporary, format="JPEG", quality=90)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- subsets
