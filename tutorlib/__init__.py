@@ -23,7 +23,7 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.recipes`   fine-tuning recipes: LP, FT, discriminative rates, gradual unfreezing, LP-FT, L2-SP, distillation
 * `tutorlib.manifest`  data/manifest.json: every bundled file and checkpoint with its sha256
 
-Maintainer and teacher tools (bundle, checkpoints, the course build and grading) are in
+Maintainer and teacher tools (bundle, checkpoints, the course build, grading and the write-up) are in
 `tutorlib.tools`; the notebooks never import them.
 """
 from __future__ import annotations
