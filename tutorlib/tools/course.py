@@ -489,7 +489,8 @@ def pytest_command(unit_only: bool = False) -> list[str]:
     # neither worker waits alone for a chapter that started last.
     slow_tests = [str(ROOT / "tests" / name) for name in SLOW_TEST_FILES]
     targets = [str(NOTEBOOKS), *slow_tests, str(ROOT / "tests")] if IN_CLONE else [str(NOTEBOOKS)]
-    return base + ["--no-loadscope-reorder", *targets, "--nbval-lax", "--nbval-current-env", "--durations=10"]
+    report = [f"--junitxml={BUILD / 'test-report.xml'}"] if IN_CLONE else []  # every test's time, per chapter too
+    return base + ["--no-loadscope-reorder", *targets, "--nbval-lax", "--nbval-current-env", "--durations=10", *report]
 
 
 SLOW_TEST_FILES = ("test_installed_course.py", "test_lab_session.py", "test_checkpoints.py")  # 85-110 s each
