@@ -138,3 +138,12 @@ def test_only_a_whole_clean_standard_run_on_the_default_seeds_becomes_the_refere
     course.save_reference_run([{"name": "01_x", "verdicts": [verdict("A [gap > 0 on every seed]", smallest_gap=1)]}],
                               good, 0, None)
     assert json.loads((tmp_path / "reference_run.json").read_text())["verdicts"][0]["estimate"] == 1
+
+
+def test_the_rule_is_the_last_bracketed_group_even_when_it_holds_brackets():
+    retired = ("Imbalanced vs balanced [registered: equivalence within +-0.02, 90% interval over 15 units; "
+               "retired: failed, -0.014, 90% interval [-0.0204, -0.0075]]")
+    assert writeup.split_rule(retired) == ("Imbalanced vs balanced", retired[24:-1])
+    assert writeup.split_rule("A beats B [gap > 0 on every seed]") == ("A beats B", "gap > 0 on every seed")
+    assert writeup.split_rule("no rule here") == ("no rule here", "")
+    assert writeup.split_rule("unbalanced ]") == ("unbalanced ]", "")

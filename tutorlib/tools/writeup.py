@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 CITATION = re.compile(r"\s?\[@([A-Za-z0-9_:-]+)\]")
-RULE = re.compile(r"^(.*?) \[([^\[\]]+)\]$", re.S)  # "claim [rule]": check.* append the rule to the claim
 KEY_FIGURE = "key-figure"
 
 
@@ -156,9 +155,16 @@ def reproduce_command(env: dict) -> str:
 
 # ----------------------------------------------------------------------------- verdicts
 def split_rule(claim: str) -> tuple[str, str]:
-    """("claim", "rule") from a recorded claim such as "X beats Y [effect > 0.02, 95% interval over 9 ...]"."""
-    match = RULE.match(claim)
-    return (match.group(1), match.group(2)) if match else (claim, "")
+    """("claim", "rule") from a recorded claim such as "X beats Y [effect > 0.02, 95% interval over 9 ...]".
+
+    The rule is the last bracketed group, which may hold brackets of its own (a retired verdict's interval).
+    """
+    depth = 0
+    for i in range(len(claim) - 1, -1, -1) if claim.endswith("]") else ():
+        depth += {"]": 1, "[": -1}.get(claim[i], 0)
+        if depth == 0:
+            return claim[:i].rstrip(), claim[i + 1:-1]
+    return claim, ""
 
 
 def measured(verdict: dict) -> tuple[float | None, list | None]:
