@@ -170,7 +170,7 @@ def split_rule(claim: str) -> tuple[str, str]:
 def measured(verdict: dict) -> tuple[float | None, list | None]:
     """A verdict's headline number and its interval (None where the verdict has none)."""
     n = verdict.get("numbers", {})
-    for name in ("effect", "difference", "kendall_tau", "smallest_gap"):
+    for name in ("effect", "difference", "mean", "kendall_tau", "smallest_gap"):  # "mean": check.estimate's
         if isinstance(n.get(name), (int, float)):
             interval = n.get("interval")
             return n[name], interval if isinstance(interval, list) and len(interval) == 2 else None
