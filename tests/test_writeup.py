@@ -117,7 +117,7 @@ def test_the_index_shows_claims_figures_verdicts_apart_from_reports_references_a
     env = writeup.environment(ROOT, "standard", [0, 1, 2], 60.0)
     comparison = writeup.compare([chapter], reference(), "standard", [0, 1, 2])
     page = writeup.write_index([chapter], env, comparison, BIB, tmp_path).read_text()
-    assert "<img src='figures/09_test.png'" in page and "a claim" in page
+    assert "<img src='figures/09_test.png'" in page and "<b>Key point 9</b>: a claim <a href='#ref-he2015delving'>" in page
     assert page.index("Asserted (1)") < page.index("Lite0 beats the CNN") < page.index("Reported, not asserted (1)")
     assert page.index("Reported, not asserted (1)") < page.index("a thing we saw")
     assert "0.05 [0.03, 0.07]" in page and "effect &gt; 0.01, 95% interval over 9 paired units" in page

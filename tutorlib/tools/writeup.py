@@ -332,6 +332,12 @@ def number_citations(chapters: list[dict], bibliography: dict) -> dict[str, int]
     return {k: i for i, k in enumerate((k for k in dict.fromkeys(keys) if k in bibliography), 1)}
 
 
+def emphasis(text: str) -> str:
+    """Markdown's **bold** and *italic* in a chapter's claim paragraph, as HTML."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"\*(\S(?:.*?\S)?)\*", r"<i>\1</i>", text)
+
+
 def chapter_section(ch: dict, numbers: dict[str, int], comparison: dict) -> str:
     head = "<tr><th>status</th><th>model</th><th>claim</th><th>rule</th><th>estimate [interval]</th><th>vs reference run</th></tr>"
     asserted = [v for v in ch["verdicts"] if v["status"] in ASSERTED and "retired:" not in v["claim"]]
@@ -341,7 +347,7 @@ def chapter_section(ch: dict, numbers: dict[str, int], comparison: dict) -> str:
               f"<figcaption>The chapter's key figure, as this run drew it.</figcaption></figure>"
               if ch.get("figure") else "<p class='small'>(no key figure: the chapter drew none in this run)</p>")
     return (f"<h3 id='{ch['name']}'>{html.escape(ch.get('title') or ch['name'])}</h3>{failed}"
-            f"<blockquote>{cite_html(ch.get('claim', ''), numbers).replace('**', '')}</blockquote>{figure}"
+            f"<blockquote>{emphasis(cite_html(ch.get('claim', ''), numbers))}</blockquote>{figure}"
             f"<h4>Asserted ({len(asserted)})</h4><table>{head}"
             f"{verdict_rows(ch['name'], asserted, numbers, comparison) or '<tr><td colspan=6>none</td></tr>'}</table>"
             f"<details><summary><b>Reported, not asserted ({len(reported)})</b>: measured and shown, but no claim "
