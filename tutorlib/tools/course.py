@@ -231,7 +231,7 @@ def write_chapter(nb, name: str, course_dir: Path, error: str | None, seconds: f
     """One executed chapter's page (class edition) and key figure; the record the index is built from."""
     title, claim = writeup.chapter_claim(nb)
     edition = "class edition: exercise solutions replaced by stubs"
-    page = writeup.class_edition(nb, exercise_stub, exercises, without_hidden_tests)
+    page = student_version(nb, keep_outputs=True)
     writeup.render_chapter(page, course_dir / f"{name}.html", title or name, edition)
     figure = writeup.key_figure(nb)
     if figure:
@@ -338,8 +338,11 @@ def exercises(nb) -> list[tuple[int, int]]:
     return pairs
 
 
-def student_version(nb):
-    """A copy of `nb` with solutions replaced by stubs and all outputs cleared."""
+def student_version(nb, keep_outputs: bool = False):
+    """A copy of `nb` with solutions replaced by stubs and all outputs cleared.
+
+    keep_outputs: clear only the exercises' outputs (the write-up's class edition of an executed chapter).
+    """
     import copy
 
     nb = copy.deepcopy(nb)
@@ -348,8 +351,10 @@ def student_version(nb):
         cell.source = exercise_stub(nb.cells[check_cell].source, number)
         cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != "solution"] + ["exercise"]
         nb.cells[check_cell].source = without_hidden_tests(nb.cells[check_cell].source)
+        for i in (solution, check_cell):
+            nb.cells[i].outputs, nb.cells[i].execution_count = [], None
     for cell in nb.cells:
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and not keep_outputs:
             cell.outputs, cell.execution_count = [], None
     return nb
 

@@ -14,7 +14,6 @@ profile on the default seeds. Every build on the same profile and seeds compares
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 import html
 import platform
@@ -242,17 +241,6 @@ def key_figure(nb) -> bytes | None:
                 if png:
                     return base64.b64decode(png)
     return None
-
-
-def class_edition(nb, solution_stub, exercises, without_hidden_tests):
-    """An executed chapter as a class may see it: solutions replaced by stubs, self-check outputs dropped."""
-    nb = copy.deepcopy(nb)
-    for number, (solution, check_cell) in enumerate(exercises(nb), 1):
-        nb.cells[solution].source = solution_stub(nb.cells[check_cell].source, number)
-        nb.cells[check_cell].source = without_hidden_tests(nb.cells[check_cell].source)
-        for i in (solution, check_cell):
-            nb.cells[i].outputs, nb.cells[i].execution_count = [], None
-    return nb
 
 
 CHAPTER_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
