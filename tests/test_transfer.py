@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from tutorlib import models, profile, runtime, sources, surgery, train, transfer
+from tutorlib import evaluation, models, profile, runtime, sources, surgery, train, transfer
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +201,16 @@ def test_probe_by_stage_scores_every_stage_and_names_unknown_ones(halves):
         transfer.probe_by_stage(model, halves.target(4, seed=0), halves.b_test_sample(10), ["head"])
     one = transfer.probe_by_stage(model, halves.target(4, seed=0), halves.b_test_sample(10), "block2")
     assert one.stage.tolist() == ["block2"]  # one name is one stage, not its letters
+
+
+def test_probe_by_stage_reads_each_stage_from_one_pass_exactly_as_its_own_bottom_would(halves):
+    model, target, test = models.fresh_cnn(width=4, seed=1), halves.target(4, seed=1), halves.b_test_sample(10)
+    table = transfer.probe_by_stage(model, target, test, ["block3", "block1"])
+    for stage, accuracy in zip(table.stage, table["probe accuracy"]):
+        bottom = models.split(model, stage)[0]
+        pooled = [evaluation.predict(bottom, x).flatten(2).mean(2) for x in (target[0], test[0])]
+        assert evaluation.linear_probe(pooled[0], target[1]).score(pooled[1], test[1]) == accuracy
+    assert not any(m._forward_hooks for m in model.modules())  # the hooks are gone
 
 
 def test_b_test_sample_is_fixed_and_stratified(halves):

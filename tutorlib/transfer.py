@@ -178,7 +178,8 @@ def probe_by_stage(model: nn.Module, target_train: Dataset, target_test: Dataset
                    stages: list[str] | None = None) -> pd.DataFrame:
     """Linear-probe accuracy on the pooled output of each layer group: where are the features that transfer?
 
-    Yosinski et al. 2014 asked it by freezing; a probe per stage asks it in one forward pass per stage.
+    Yosinski et al. 2014 asked it by freezing; a probe per stage asks it from one forward pass through the
+    deepest stage asked for, each stage's output pooled on the way (forward hooks).
     """
     names = [name for name, _ in layer_groups(model)][:-1]
     stages = names if stages is None else [stages] if isinstance(stages, str) else list(stages)
@@ -187,10 +188,23 @@ def probe_by_stage(model: nn.Module, target_train: Dataset, target_test: Dataset
         raise ValueError(f"Unknown stage(s) {unknown}; this model's stages, input to head: {names}.")
     train_x, train_y = inputs.class_dataset(target_train, "target_train")
     test_x, test_y = inputs.class_dataset(target_test, "target_test")
+    features = {stage: [] for stage in stages}  # stage -> [train features, test features]
+    bottom, _ = split(model, max(stages, key=names.index))
+    ends = {stage: bottom[len(split(model, stage)[0]) - 1] for stage in stages}  # the module a stage's probe reads
+    for x in (train_x, test_x):
+        pooled = {stage: [] for stage in stages}
+        hooks = [end.register_forward_hook(lambda _m, _i, out, s=stage: pooled[s].append(out.flatten(2).mean(2)))
+                 for stage, end in ends.items()]
+        try:
+            predict(bottom, x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        for stage in stages:
+            features[stage].append(torch.cat(pooled[stage]).float())
     rows = []
     for stage in stages:
-        bottom, _ = split(model, stage)
-        pooled = [predict(bottom, x).clone().flatten(2).mean(2) for x in (train_x, test_x)]
-        probe = linear_probe(pooled[0], train_y)
-        rows.append({"stage": stage, "features": pooled[0].shape[1], "probe accuracy": probe.score(pooled[1], test_y)})
+        train_f, test_f = features[stage]
+        probe = linear_probe(train_f, train_y)
+        rows.append({"stage": stage, "features": train_f.shape[1], "probe accuracy": probe.score(test_f, test_y)})
     return pd.DataFrame(rows)
