@@ -11,7 +11,6 @@ Evaluation, features and probes live in `tutorlib.evaluation`, extra losses in `
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import numbers
 import time
@@ -222,6 +221,12 @@ def _restore(model: nn.Module, state: dict | None) -> None:
         model.load_state_dict(state)
 
 
+def _snapshot(model: nn.Module) -> dict:
+    """A copy of the weights and buffers to restore later; cloning tensors is ~4x cheaper than a deepcopy,
+    which matters when a few-shot epoch is a single step."""
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
 def _diverged(model, good_state, history, loss, norm, lr) -> TrainingDiverged:
     """Restore the last good weights; the error says what to change."""
     _restore(model, good_state)
@@ -264,7 +269,7 @@ class _Best:
                 return False
             raise _NonFiniteValidation(f"early stopping met a validation loss of {history.val_loss[-1]} at epoch {epoch}")
         if history.val_loss[-1] < self.loss:
-            self.loss, history.best_epoch, self.state = history.val_loss[-1], epoch, copy.deepcopy(model.state_dict())
+            self.loss, history.best_epoch, self.state = history.val_loss[-1], epoch, _snapshot(model)
             return False
         return patience is not None and epoch - history.best_epoch >= patience
 
@@ -357,7 +362,7 @@ def fit(model: nn.Module, train: Data, val: Data | None = None, *,
     with fast_format(model, dev), _guards(model, history, best, opt, bar, started) as guard:
         tensors = tuple(t.to(dev) for t in tensors)
         while history.steps_run < total_steps:
-            guard.epoch_start, losses = copy.deepcopy(model.state_dict()), []
+            guard.epoch_start, losses = _snapshot(model), []
             train_mode(model)
             for index in batches(len(tensors[0]), batch_size, generator)[:total_steps - history.steps_run]:
                 for group, base in zip(opt.param_groups, base_lrs):  # warmup, then cosine (or constant)
