@@ -163,3 +163,33 @@ def test_no_chapter_defines_a_training_recipe_of_its_own():
             own.append(f"{chapter}: {name}")
     assert not own, own
     assert any(name == "explore" for _, name, _ in notebook_functions())  # the scan sees the chapters' functions
+
+
+def test_tuned_rate_keeps_the_rate_with_the_best_validation_accuracy(blobs):
+    model, rates = pretrained_cnn(), (1e-4, 3e-3, 3e-2)
+    tuned, lr = recipes.tuned_rate(recipes.finetune, model, blobs, blobs, rates=rates, steps=STEPS, seed=1)
+    scores = [evaluation.evaluate(recipes.finetune(model, blobs, steps=STEPS, lr=r, seed=1), blobs)["accuracy"]
+              for r in rates]
+    assert lr == rates[scores.index(max(scores))]  # the first of the best, as a learner reading a table would
+    assert same_weights(tuned, recipes.finetune(model, blobs, steps=STEPS, lr=lr, seed=1))
+
+
+def test_tuned_rate_never_picks_a_diverged_rate_and_says_when_all_diverged(blobs):
+    def fragile(model, target, *, lr, **options):  # stands for a recipe that blows up above a rate
+        if lr > 1e-2:
+            raise train.TrainingDiverged("loss became NaN", train.History())
+        return recipes.finetune(model, target, lr=lr, **options)
+
+    _, lr = recipes.tuned_rate(fragile, pretrained_cnn(), blobs, blobs, rates=(1.0, 3e-3), steps=STEPS, seed=1)
+    assert lr == 3e-3
+    with pytest.raises(train.TrainingDiverged, match="smaller rates"):
+        recipes.tuned_rate(fragile, pretrained_cnn(), blobs, blobs, rates=(1.0, 3.0), steps=STEPS, seed=1)
+
+
+@pytest.mark.parametrize("bad, error, words", [
+    (dict(rates=()), ValueError, "non-empty list"), (dict(rates=0.1), ValueError, "non-empty list"),
+    (dict(rates=(0.1, -1.0)), ValueError, "rates"), (dict(recipe="finetune"), TypeError, "recipes.finetune")])
+def test_tuned_rate_refuses_bad_input_with_the_fix(blobs, bad, error, words):
+    args = dict(recipe=recipes.finetune, rates=(0.01,)) | bad
+    with pytest.raises(error, match=words):
+        recipes.tuned_rate(args["recipe"], pretrained_cnn(), blobs, blobs, rates=args["rates"], steps=STEPS, seed=1)
