@@ -165,31 +165,38 @@ def test_no_chapter_defines_a_training_recipe_of_its_own():
     assert any(name == "explore" for _, name, _ in notebook_functions())  # the scan sees the chapters' functions
 
 
-def test_tuned_rate_keeps_the_rate_with_the_best_validation_accuracy(blobs):
+def rate_of(model, **options):
+    """train_fn for choose_on_validation: plain fine-tuning of `model` at the option's learning rate."""
+    return lambda part, lr: recipes.finetune(model, part, lr=lr, steps=STEPS, seed=1, **options)
+
+
+def test_choose_on_validation_keeps_the_best_rate_and_its_model(blobs):
     model, rates = pretrained_cnn(), (1e-4, 3e-3, 3e-2)
-    tuned, lr = recipes.tuned_rate(recipes.finetune, model, blobs, blobs, rates=rates, steps=STEPS, seed=1)
-    scores = [evaluation.evaluate(recipes.finetune(model, blobs, steps=STEPS, lr=r, seed=1), blobs)["accuracy"]
-              for r in rates]
-    assert lr == rates[scores.index(max(scores))]  # the first of the best, as a learner reading a table would
+    lr, tuned, scores = transfer.choose_on_validation(rate_of(model), blobs, rates, validation=blobs)
+    expected = [evaluation.evaluate(recipes.finetune(model, blobs, steps=STEPS, lr=r, seed=1), blobs)["accuracy"]
+                for r in rates]
+    assert list(scores.values()) == expected
+    assert lr == rates[expected.index(max(expected))]  # the first of the best, as a learner reading a table would
     assert same_weights(tuned, recipes.finetune(model, blobs, steps=STEPS, lr=lr, seed=1))
 
 
-def test_tuned_rate_never_picks_a_diverged_rate_and_says_when_all_diverged(blobs):
-    def fragile(model, target, *, lr, **options):  # stands for a recipe that blows up above a rate
+def test_choose_on_validation_never_picks_a_diverged_option_and_says_when_all_diverged(blobs):
+    def fragile(part, lr):  # stands for a recipe that blows up above a rate
         if lr > 1e-2:
             raise train.TrainingDiverged("loss became NaN", train.History())
-        return recipes.finetune(model, target, lr=lr, **options)
+        return recipes.finetune(pretrained_cnn(), part, lr=lr, steps=STEPS, seed=1)
 
-    _, lr = recipes.tuned_rate(fragile, pretrained_cnn(), blobs, blobs, rates=(1.0, 3e-3), steps=STEPS, seed=1)
-    assert lr == 3e-3
-    with pytest.raises(train.TrainingDiverged, match="smaller rates"):
-        recipes.tuned_rate(fragile, pretrained_cnn(), blobs, blobs, rates=(1.0, 3.0), steps=STEPS, seed=1)
+    choice = transfer.choose_on_validation(fragile, blobs, (1.0, 3e-3), validation=blobs)
+    assert choice.option == 3e-3 and choice.scores[1.0] != choice.scores[1.0]  # NaN: diverged, never picked
+    with pytest.raises(train.TrainingDiverged, match="smaller learning rates"):
+        transfer.choose_on_validation(fragile, blobs, (1.0, 3.0), validation=blobs)
 
 
 @pytest.mark.parametrize("bad, error, words", [
-    (dict(rates=()), ValueError, "non-empty list"), (dict(rates=0.1), ValueError, "non-empty list"),
-    (dict(rates=(0.1, -1.0)), ValueError, "rates"), (dict(recipe="finetune"), TypeError, "recipes.finetune")])
-def test_tuned_rate_refuses_bad_input_with_the_fix(blobs, bad, error, words):
-    args = dict(recipe=recipes.finetune, rates=(0.01,)) | bad
+    (dict(options=()), ValueError, "at least one option"), (dict(options=0.1), ValueError, "must be a list"),
+    (dict(train_fn="finetune"), TypeError, "train_fn must be a function"),
+    (dict(validation=(torch.zeros(3, 1, 28, 28), torch.zeros(4).long())), ValueError, "validation")])
+def test_choose_on_validation_refuses_bad_input_with_the_fix(blobs, bad, error, words):
+    args = dict(train_fn=rate_of(pretrained_cnn()), options=(0.01,), validation=blobs) | bad
     with pytest.raises(error, match=words):
-        recipes.tuned_rate(args["recipe"], pretrained_cnn(), blobs, blobs, rates=args["rates"], steps=STEPS, seed=1)
+        transfer.choose_on_validation(args["train_fn"], blobs, args["options"], validation=args["validation"])

@@ -118,8 +118,10 @@ def test_choose_on_validation_picks_the_best_scoring_option(halves):
     target = halves.target(10, seed=0)
     train_fn = lambda part, lr: transfer.finetune(models.fresh_cnn(width=8, seed=0), part, steps=60, lr=lr,
                                                   batch_size=16)[0]
-    best, scores = transfer.choose_on_validation(train_fn, target, [1e-9, 3e-3], val_per_class=3)
+    best, model, scores = transfer.choose_on_validation(train_fn, target, [1e-9, 3e-3], val_per_class=3)
     assert set(scores) == {1e-9, 3e-3} and best == max(scores, key=scores.get) and best == 3e-3
+    fit_part, val = transfer.split_off_validation(target, 3)  # trained without the validation images it is scored on
+    assert evaluation.evaluate(model, val)["accuracy"] == scores[best]
     with pytest.raises(ValueError, match="at least one option"):
         transfer.choose_on_validation(train_fn, target, [])
 

@@ -12,12 +12,10 @@ from `seed`, and returns the adapted model in eval mode. The chapters compare th
     lp_ft                 the linear probe first, then full fine-tuning from it (Kumar et al. 2022)
     l2sp                  full fine-tuning with the body pulled towards its pretrained weights (Li et al. 2018)
     distill               a student trained on a teacher's outputs instead of labels (Hinton et al. 2015)
-    tuned_rate            any recipe above at the learning rate that scores best on held-out labels
 """
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -25,11 +23,9 @@ import torch.nn.functional as F
 
 from . import inputs, losses, surgery, train, transfer
 from .data import Dataset
-from .evaluation import evaluate
 from .seeds import seed_everything
 
-__all__ = ["linear_probe", "finetune", "discriminative_rates", "gradual_unfreezing", "lp_ft", "l2sp", "distill",
-           "tuned_rate"]
+__all__ = ["linear_probe", "finetune", "discriminative_rates", "gradual_unfreezing", "lp_ft", "l2sp", "distill"]
 
 
 def _with_fresh_head(model: nn.Module, target: Dataset, seed: int) -> nn.Module:
@@ -110,32 +106,3 @@ def distill(student: nn.Module, images: torch.Tensor, teacher_logits: torch.Tens
     train.fit(student, transfer_set, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=False,
               loss_fn=loss_fn)
     return student
-
-
-def tuned_rate(recipe: Callable[..., nn.Module], model: nn.Module, target: Dataset, validation: Dataset, *,
-               rates: Sequence[float], **options) -> tuple[nn.Module, float]:
-    """`recipe` at each of `rates`; the model and rate with the best validation accuracy (the first on a tie).
-
-    Why: a remedy judged only at one fixed rate may be judged where nobody would train; a learner picks the
-    rate on held-out labels, and so can the comparison. A rate whose run diverges is never picked.
-    """
-    if not callable(recipe):
-        raise TypeError(f"recipe must be a recipe function such as recipes.finetune, got {type(recipe).__name__}.")
-    if isinstance(rates, (int, float, str)) or not isinstance(rates, Sequence) or not rates:
-        raise ValueError(f"rates must be a non-empty list of learning rates, e.g. (0.01, 0.03, 0.1), got {rates!r}.")
-    rates = [inputs.positive(r, "each of rates") for r in rates]
-    inputs.class_dataset(validation, "validation")
-    best, diverged = None, None
-    for lr in rates:
-        try:
-            tuned = recipe(model, target, lr=lr, **options)
-        except train.TrainingDiverged as err:
-            diverged = err
-            continue
-        score = evaluate(tuned, validation)["accuracy"]
-        if best is None or score > best[0]:
-            best = (score, tuned, lr)
-    if best is None:
-        raise train.TrainingDiverged(f"Every rate in {rates} diverged: add smaller rates to `rates`.",
-                                     diverged.history) from diverged
-    return best[1], best[2]

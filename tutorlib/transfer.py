@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import pandas as pd
 import torch
@@ -27,7 +28,7 @@ from .models import fresh_cnn, split
 from .seeds import seed_everything
 from .surgery import freeze, layer_groups, replace_head
 from .evaluation import evaluate, extract_features, linear_probe, predict
-from .train import History, fit
+from .train import History, TrainingDiverged, fit
 
 
 @dataclass
@@ -144,18 +145,48 @@ def split_off_validation(target: Dataset, per_class: int, seed: int = 0) -> tupl
     return take(target, keep.nonzero().flatten()), take(target, val_index)
 
 
-def choose_on_validation(train_fn, target: Dataset, options, *, val_per_class: int = 10,
-                         seed: int = 0) -> tuple[object, dict]:
-    """The option whose model scores best on a validation split of `target` (never the test set), and every score.
+class Choice(NamedTuple):
+    """What `choose_on_validation` picked: the option, the model trained with it, and every option's score."""
 
-    train_fn(train_part, option) returns a trained model; e.g. options are learning rates.
+    option: object
+    model: nn.Module
+    scores: dict
+
+
+def choose_on_validation(train_fn: Callable[[Dataset, object], nn.Module], target: Dataset, options, *,
+                         validation: Dataset | None = None, val_per_class: int = 10, seed: int = 0) -> Choice:
+    """The option whose model scores best on held-out labels (never the test set), that model, and every score.
+
+    Why: a recipe judged at one fixed setting may be judged where nobody would train; a learner picks the
+    learning rate (or freeze depth, ...) on held-out labels, and so can a comparison. train_fn(train_part,
+    option) returns a trained model. Without `validation`, `val_per_class` images per class are held out of
+    `target` (drawn from `seed`) and the rest trains. The first of the best wins a tie, as a learner reading
+    a table would pick; an option whose run diverges scores NaN and is never picked.
     """
+    if not callable(train_fn):
+        raise TypeError(f"train_fn must be a function (train_part, option) -> model, got {type(train_fn).__name__}.")
+    if isinstance(options, (str, bytes, int, float)):
+        raise ValueError(f"options must be a list, e.g. learning rates (3e-4, 1e-3, 3e-3), got {options!r}.")
     options = list(options)
     if not options:
         raise ValueError("choose_on_validation needs at least one option, e.g. learning rates (3e-4, 1e-3, 3e-3).")
-    fit_part, val = split_off_validation(target, val_per_class, seed)
-    scores = {option: evaluate(train_fn(fit_part, option), val)["accuracy"] for option in options}
-    return max(scores, key=scores.get), scores
+    if validation is None:
+        target, validation = split_off_validation(target, val_per_class, seed)
+    inputs.class_dataset(validation, "validation")
+    scores, best, diverged = {}, None, None
+    for option in options:
+        try:
+            model = train_fn(target, option)
+        except TrainingDiverged as err:
+            scores[option], diverged = float("nan"), err
+            continue
+        scores[option] = evaluate(model, validation)["accuracy"]
+        if best is None or scores[option] > scores[best.option]:
+            best = Choice(option, model, scores)
+    if best is None:
+        raise TrainingDiverged(f"Every option in {options} diverged: add smaller learning rates (or safer options).",
+                               diverged.history) from diverged
+    return best
 
 
 def probe_head(model: nn.Module, target_train: Dataset, seed: int = 0) -> nn.Module:
