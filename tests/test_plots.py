@@ -87,3 +87,16 @@ def test_panel_puts_each_model_beside_the_other_on_one_y_scale():
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["c", "d"]  # each panel its own layers
     with pytest.raises(ValueError, match="panel_typo"):
         plots.lines(df, "layer", "value", panel="panel_typo")
+
+
+def test_a_log_x_axis_is_labelled_at_the_measured_values_without_colliding_minor_labels():
+    import pandas as pd
+
+    from tutorlib import plots
+
+    df = pd.DataFrame({"params": [4213, 16801, 65537, 4213], "gain": [0.0, 0.04, 0.03, 0.02]})
+    ax = plots.lines(df, "params", "gain", logx=True).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["4.2k", "17k", "66k"]
+    assert all(t.get_text() == "" for t in ax.xaxis.get_minorticklabels())
+    rates = pd.DataFrame({"lr": [0.01, 0.1, 1.0], "acc": [0.8, 0.9, 0.5]})
+    assert [t.get_text() for t in plots.lines(rates, "lr", "acc", logx=True).axes[0].get_xticklabels()] == ["0.01", "0.1", "1"]

@@ -13,6 +13,7 @@ from typing import Mapping
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from . import inputs
@@ -80,6 +81,24 @@ def _slant(ax, degrees: float) -> None:
         label.set(rotation=degrees, ha="right", rotation_mode="anchor")
 
 
+def _log_x(ax, values: pd.Series) -> None:
+    """A log x axis labelled at the measured values when there are few (matplotlib's own labels collide
+    on a range under a decade, e.g. 4,000-65,000 parameters)."""
+    ax.set_xscale("log")
+    ticks = sorted(set(float(v) for v in values if v > 0))
+    if len(ticks) <= 8:
+        ax.set_xticks(ticks, [_compact(v) for v in ticks])
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _compact(value: float) -> str:
+    """4213 -> '4.2k', 3400000 -> '3.4M', 0.03 -> '0.03': short tick labels."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.2g}{suffix}"
+    return f"{value:g}"
+
+
 def _finish(ax, title: str | None, xlabel: str | None, ylabel: str | None) -> None:
     if title:
         ax.set_title(title)
@@ -113,7 +132,7 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: st
             ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
             ax.legend()
         if logx:
-            ax.set_xscale("log")
+            _log_x(ax, part[x])
         if logy:
             ax.set_yscale("log")
     return _panels(df, panel, draw, 5.0, title, xlabel, ylabel)
@@ -178,7 +197,7 @@ def scatter(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, label: 
         hi = max(df[x].max(), df[y].max())
         ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1)
     if logx:
-        ax.set_xscale("log")
+        _log_x(ax, df[x])
     _finish(ax, title, xlabel, ylabel)
     return fig
 
