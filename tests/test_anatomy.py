@@ -78,8 +78,15 @@ def test_a_model_without_weights_has_no_groups():
 
 
 def test_only_anatomy_reads_a_models_structure():
-    """surgery, models, recipes and the rest ask `anatomy.describe`; none guesses from names or types."""
+    """surgery, models, recipes and the rest ask `anatomy`; none guesses from names or types.
+
+    What a guess looks like: timm's API read directly, a stage-container name, a type test of a head or of one
+    of the course's models, a model's `config` read for its architecture.
+    """
     root = Path(anatomy.__file__).parent
-    guesses = re.compile(r"group_matcher|STAGE_CONTAINERS|HEAD_NAMES|isinstance\([^)]*(SmallCNN|AdaptInput)")
+    guesses = re.compile(r"group_matcher|reset_classifier|get_classifier|STAGE_CONTAINERS|HEAD_NAMES|\.config\["
+                         r"|isinstance\((head|[^)]*(SmallCNN|AdaptInput))")
     readers = [p.name for p in root.glob("*.py") if p.name != "anatomy.py" and guesses.search(p.read_text())]
+    assert guesses.search("head = getattr(owner, name)\nif isinstance(head, nn.Linear):")  # what replace_head did
+    assert guesses.search('fresh_cnn(config["width"])') is None and guesses.search('model.config["width"]')
     assert readers == [], f"these modules read a model's structure themselves: {readers}"

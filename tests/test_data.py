@@ -238,8 +238,8 @@ def test_label_noise_does_not_follow_the_batch_order_of_the_same_seed():
 
 # ----------------------------------------------------------------------------- bad input and faults
 DATA_CASES = {
-    "unknown dataset": (lambda: data.load_dataset("fashion-mnist"), ValueError, "'fashion_mnist'"),
-    "unknown dataset split": (lambda: data.load_dataset("digits", "validation"), ValueError, "'test'"),
+    "unknown dataset": (lambda: data._load_dataset("fashion-mnist"), ValueError, "'fashion_mnist'"),
+    "unknown dataset split": (lambda: data._load_dataset("digits", "validation"), ValueError, "'test'"),
     "unknown split": (lambda: data.load_fashion_mnist("val"), ValueError, "'train', 'test'"),
     "unknown size": (lambda: data.load_fashion_mnist("train", "medium"), ValueError, "'small', 'full'"),
     "fractions sum to 0.9": (lambda: data.stratified_split(LABELS, (0.5, 0.2, 0.2)), ValueError, "sum to 1"),

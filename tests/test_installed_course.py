@@ -68,9 +68,12 @@ def test_the_wheel_holds_the_tools_data_checkpoints_and_chapters(wheel):
 
 
 def test_the_chapters_name_the_wheel_that_is_built(wheel):
+    """The setup text, just above the first import of tutorlib, says what to install if that import fails."""
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-        assert "except ImportError" in first.source and wheel.name in first.source, path.name
+        cells = nbformat.read(path, as_version=4).cells
+        first = next(i for i, c in enumerate(cells) if c.cell_type == "code")
+        assert "from tutorlib import" in cells[first].source, path.name
+        assert "ModuleNotFoundError" in cells[first - 1].source and wheel.name in cells[first - 1].source, path.name
 
 
 @pytest.fixture(scope="module")

@@ -102,3 +102,44 @@ def test_no_torch_load_without_weights_only():
     for path in pathlib.Path(tutorlib.__file__).parent.glob("*.py"):
         for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
             assert "weights_only=True" in call, f"{path.name}: {call}"
+
+
+def test_fresh_cnn_depends_on_the_seed_alone():
+    a, b, c = models.fresh_cnn(seed=1), models.fresh_cnn(seed=1), models.fresh_cnn(seed=2)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+@pytest.mark.parametrize("frozen", [1, 3, "block4"])
+def test_split_recomposes_the_course_cnn_exactly(frozen):
+    model = models.fresh_cnn(width=8, seed=0).eval()
+    bottom, top = models.split(model, frozen)
+    x = torch.rand(6, 1, 28, 28)
+    assert torch.equal(top(bottom(x)), model(x))
+    assert all(any(p is q for q in model.parameters()) for p in top.parameters())  # shared, not copied
+
+
+def test_split_recomposes_lite0_exactly(lite_random):
+    x = torch.rand(3, 1, 28, 28)
+    for frozen in (1, "blocks.4", 9):
+        bottom, top = models.split(lite_random, frozen)
+        assert torch.allclose(top(bottom(x)), lite_random(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("frozen", [0, 5, 99, "block9"])
+def test_split_refuses_cuts_that_leave_no_head_or_no_bottom(frozen):
+    with pytest.raises(ValueError, match="block1"):
+        models.split(models.fresh_cnn(width=4), frozen)
+
+
+def test_lite0_takes_course_images_and_its_random_weights_follow_the_seed(lite_random):
+    assert lite_random(torch.rand(2, 1, 28, 28)).shape == (2, 1000)
+    assert lite_random.image_size == models.LITE0_PIXELS
+    again, other = models.lite0(pretrained=False, seed=0), models.lite0(pretrained=False, seed=1)
+    assert torch.equal(again.model.conv_stem.weight, lite_random.model.conv_stem.weight)
+    assert not torch.equal(other.model.conv_stem.weight, lite_random.model.conv_stem.weight)
+
+
+@pytest.fixture(scope="module")
+def lite_random():
+    return models.lite0(pretrained=False, seed=0).eval()

@@ -7,7 +7,12 @@ One protocol for every model the course cuts (docs/design.md, section 3a). `desc
 * ``stages``: ``(group name or None, module)`` pairs whose composition is ``model(x)``, the head last:
   what `models.split` cuts into a frozen bottom and a trainable top (``None`` names a step without
   weights, such as pooling);
-* ``owner`` and ``head``: the module holding the classifier and its attribute name (`surgery.replace_head`).
+* ``owner`` and ``head``: the module holding the classifier and its attribute name.
+
+Two verbs act on it: `describe(model)` reads the anatomy, `reset_head(model, num_classes)` gives the model
+a fresh classifier (timm's own `reset_classifier` where the model has one). `wrapped(inner, step, name)` is
+the anatomy of a wrapper that runs one step before its inner network (`models.AdaptInput`,
+`pretext.RotationPretext`).
 
 Three readers, tried in order: a model that describes itself with an ``anatomy()`` method (the course
 CNN, `models.AdaptInput`); a timm model, read through timm's own API (`group_matcher` for the groups,
@@ -62,6 +67,50 @@ def describe(model: nn.Module) -> Anatomy:
     if all(callable(getattr(model, a, None)) for a in ("group_matcher", "forward_head", "get_classifier")):
         return _timm_anatomy(model)
     return _children_anatomy(model)
+
+
+def reset_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Module:
+    """Give `model` a fresh linear classifier with `num_classes` outputs (its dtype and device); return the new head.
+
+    timm's `reset_classifier` where the model has one (the model knows its head); otherwise the last
+    `nn.Linear` at the anatomy's head (or at `head_name`), alone or at the end of an `nn.Sequential`.
+    """
+    num_classes = inputs.integer(num_classes, "num_classes", 1)
+    body = describe(inputs.module(model))
+    owner, name = body.owner, head_name or body.head
+    if head_name is None and callable(getattr(owner, "reset_classifier", None)):
+        like = next(owner.parameters(), torch.empty(0))
+        owner.reset_classifier(num_classes)
+        return owner.get_classifier().to(dtype=like.dtype, device=like.device)
+    head = getattr(owner, name, None)
+    parent, slot = (owner, name) if isinstance(head, nn.Linear) else (head, _last_linear(head))
+    if slot is None:
+        children = [n for n, _ in owner.named_children()]
+        raise ValueError(f"Could not find a linear head in {type(owner).__name__} at {name!r} (its children are "
+                         f"{children}). Pass the attribute that holds it: replace_head(model, {num_classes}, "
+                         f"head_name='...').")
+    old = getattr(parent, slot) if isinstance(slot, str) else parent[slot]
+    new = nn.Linear(old.in_features, num_classes, dtype=old.weight.dtype, device=old.weight.device)
+    if isinstance(slot, str):
+        setattr(parent, slot, new)
+    else:
+        parent[slot] = new
+    return new
+
+
+def _last_linear(head: nn.Module | None) -> int | None:
+    """The index of the last `nn.Linear` in an `nn.Sequential` head, or None."""
+    if not isinstance(head, nn.Sequential):
+        return None
+    found = [i for i, m in enumerate(head) if isinstance(m, nn.Linear)]
+    return found[-1] if found else None
+
+
+def wrapped(inner: nn.Module, step: Callable[[torch.Tensor], torch.Tensor], name: str) -> Anatomy:
+    """The anatomy of a wrapper whose forward is `inner(step(x))`: the inner groups and head, `step` leading its stages."""
+    body = describe(inner)
+    stages = None if body.stages is None else [(None, Lambda(step, name)), *body.stages]
+    return Anatomy(body.groups, stages, body.owner, body.head)
 
 
 def _has_params(module: nn.Module) -> bool:

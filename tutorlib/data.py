@@ -164,7 +164,7 @@ def load_digits(image_size: int = 28) -> Dataset:
 DATASETS = ("fashion_mnist", "digits")
 
 
-def load_dataset(name: str, split: str = "train", size: str = "small") -> Dataset:
+def _load_dataset(name: str, split: str = "train", size: str = "small") -> Dataset:
     """Any course dataset by name, so a typo gets the list of names instead of an AttributeError.
 
     "digits" has no official split: a fixed stratified 80/20 split (seed 0) gives "train" and "test".

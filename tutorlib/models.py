@@ -21,7 +21,7 @@ import pickle
 from . import inputs
 from . import manifest
 from .seeds import seed_everything
-from .anatomy import Anatomy, Lambda, Stages, describe
+from .anatomy import Anatomy, Lambda, Stages, describe, wrapped
 from .surgery import layer_groups, resolve_depth
 
 
@@ -62,6 +62,11 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
+
+    def random_twin(self, seed: int) -> "SmallCNN":
+        """The same architecture at random initialisation, its weights from `seed` alone (the scratch arm)."""
+        seed_everything(seed)
+        return SmallCNN(**self.config)
 
     def anatomy(self) -> Anatomy:
         """Groups block1 ... blockN, head (what freeze, transplant and per-group rates act on); stages add the pooling."""
@@ -195,10 +200,7 @@ class AdaptInput(nn.Module):
 
     def anatomy(self) -> Anatomy:
         """The wrapped network's anatomy, its stages led by the resizing step."""
-        inner = describe(self.model)
-        prepare = Lambda(self.prepare, f"resize to {self.image_size} px, 3 channels, normalise")
-        stages = None if inner.stages is None else [(None, prepare), *inner.stages]
-        return Anatomy(inner.groups, stages, inner.owner, inner.head)
+        return wrapped(self.model, self.prepare, f"resize to {self.image_size} px, 3 channels, normalise")
 
 
 def imagenet_preprocess(image: torch.Tensor, resize: int = 256, crop: int = 224,

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .anatomy import Anatomy, Lambda, describe
+from .anatomy import Anatomy, wrapped
 
 
 def rotations(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,10 +31,7 @@ class RotationPretext(nn.Module):
 
     def anatomy(self) -> Anatomy:
         """The backbone's groups and head; its stages led by the rotating step, as in `forward`."""
-        inner = describe(self.backbone)
-        rotate = Lambda(lambda x: rotations(x)[0], "all four rotations of every image")
-        stages = None if inner.stages is None else [(None, rotate), *inner.stages]
-        return Anatomy(inner.groups, stages, inner.owner, inner.head)
+        return wrapped(self.backbone, lambda x: rotations(x)[0], "all four rotations of every image")
 
 
 def rotation_loss(logits: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:

@@ -16,14 +16,16 @@ import torch.nn.functional as F
 from . import inputs
 from .data import Dataset, stratified_split
 from .evaluation import evaluate, extract_features, linear_probe
-from .models import efficientnet_lite, fresh_cnn, load_checkpoint
+from .models import efficientnet_lite, load_checkpoint
+from .recipes import finetune
 from .seeds import derive
-from .transfer import Halves, finetune, pretrain, probe_by_stage
+from .transfer import Halves, pretrain, probe_by_stage
 
 
-def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, **kwargs) -> float:
-    """Test accuracy on the target after `finetune` (of a copy: `model` is left as it was)."""
-    return evaluate(finetune(model, target_train, **kwargs)[0], target_test)["accuracy"]
+def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, *, steps: int,
+                      lr: float = 1e-3, **options) -> float:
+    """Test accuracy on the target after `recipes.finetune` (of a copy: `model` is left as it was)."""
+    return evaluate(finetune(model, target_train, steps=steps, lr=lr, **options)[0], target_test)["accuracy"]
 
 
 def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots: int = 5, draws: int = 8,
@@ -33,20 +35,21 @@ def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots:
     The control every comparison of sources needs: if pretraining does not beat no pretraining, the
     differences between sources are noise. Each of `draws` rounds gets its own few-shot target, random
     init and batch order (`derive(seed, "draw k")`); the seed's verdict is the mean over the rounds.
-    Both arms are fine-tuned whole with a new head (`finetune`), and optionally probed block by block.
+    Both arms are fine-tuned whole with a new head (`recipes.finetune`), and optionally probed block by block.
+    The random arm is the model's own `random_twin(seed)` (the course CNN has one).
     """
     if not isinstance(halves, Halves):
         raise TypeError(f"halves must be the Halves from transfer.load_halves(), got {type(halves).__name__}.")
-    config = getattr(inputs.module(pretrained, "pretrained"), "config", None)
-    if not isinstance(config, dict) or "width" not in config:
-        raise TypeError(f"positive_control compares a course CNN (models.small_cnn) with its random twin, got "
-                        f"{type(pretrained).__name__}; for Lite0 compare transfer.lite0() with lite0(pretrained=False).")
+    if not callable(getattr(inputs.module(pretrained, "pretrained"), "random_twin", None)):
+        raise TypeError(f"positive_control compares a model with its random twin (`random_twin(seed)`, which the "
+                        f"course CNN has), got {type(pretrained).__name__}; for Lite0 compare models.lite0() with "
+                        f"models.lite0(pretrained=False).")
     shots, draws, steps = (inputs.integer(v, n, 1) for v, n in ((shots, "shots"), (draws, "draws"), (steps, "steps")))
     rows = []
     for k in range(draws):
         draw_seed = derive(seed, f"draw {k}")
         target = halves.target(shots, draw_seed)
-        arms = {"pretrained": pretrained, "random init": fresh_cnn(config["width"], config["depth"], 5, draw_seed)}
+        arms = {"pretrained": pretrained, "random init": pretrained.random_twin(draw_seed)}
         scores = {arm: {"fine-tune": finetune_accuracy(net, target, halves.b_test, steps=steps, seed=draw_seed)}
                   for arm, net in arms.items()}
         if probe:

@@ -17,10 +17,9 @@ import torch.nn as nn
 import torch.nn.utils.prune as prune
 
 from . import anatomy, inputs
+from .anatomy import NORM_LAYERS, Groups
 
-NORM_LAYERS = anatomy.NORM_LAYERS
 BATCH_NORMS = nn.modules.batchnorm._BatchNorm
-Groups = anatomy.Groups
 
 
 def layer_groups(model: nn.Module) -> Groups:
@@ -122,6 +121,21 @@ def freeze_bn(model: nn.Module) -> nn.Module:
     return model
 
 
+def thaw(model: nn.Module) -> nn.Module:
+    """Every weight trainable and every BatchNorm following its model again: undo any earlier freeze.
+
+    What a recipe starts from, so a freeze left on a model from an earlier cell cannot silently hold
+    part of it still (no layer groups needed: it acts on every module).
+    """
+    for m in inputs.module(model).modules():
+        for p in m.parameters(recurse=False):
+            p.requires_grad = True
+        if _is_held(m):
+            _hold_in_eval(m, frozen=False)
+            m.train(model.training)
+    return model
+
+
 def unfreeze(model: nn.Module, from_group: int | str = 0) -> nn.Module:
     """Make groups trainable from `from_group` (index or name) to the head; earlier groups stay as they are.
 
@@ -161,26 +175,8 @@ def train_only(model: nn.Module, groups: list[str], train_bn: bool = False) -> n
 
 def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Module:
     """Swap the final linear classifier for a fresh one with `num_classes` outputs (the model's dtype and device)."""
-    num_classes = inputs.integer(num_classes, "num_classes", 1)
-    body = anatomy.describe(inputs.module(model))
-    owner, name = body.owner, head_name or body.head
-    like = next(owner.parameters(), torch.empty(0))
-    if head_name is None and hasattr(owner, "reset_classifier"):  # timm models
-        owner.reset_classifier(num_classes)
-        owner.get_classifier().to(dtype=like.dtype, device=like.device)
-        return model
-    head = getattr(owner, name, None)
-    if isinstance(head, nn.Linear):
-        setattr(owner, name, nn.Linear(head.in_features, num_classes, dtype=head.weight.dtype, device=head.weight.device))
-        return model
-    if isinstance(head, nn.Sequential) and any(isinstance(m, nn.Linear) for m in head):
-        last = max(i for i, m in enumerate(head) if isinstance(m, nn.Linear))
-        old = head[last].weight
-        head[last] = nn.Linear(head[last].in_features, num_classes, dtype=old.dtype, device=old.device)
-        return model
-    children = [n for n, _ in owner.named_children()]
-    raise ValueError(f"Could not find a linear head in {type(owner).__name__} at {name!r} (its children are "
-                     f"{children}). Pass the attribute that holds it: replace_head(model, {num_classes}, head_name='...').")
+    anatomy.reset_head(model, num_classes, head_name)
+    return model
 
 
 def discriminative_param_groups(model: nn.Module, base_lr: float, factor: float = 2.6) -> list[dict]:

@@ -86,6 +86,18 @@ class History:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def concat(cls, stages: list["History"]) -> "History":
+        """One History of several fits run one after the other (gradual unfreezing's stages)."""
+        joined = cls(stopped_reason=stages[-1].stopped_reason if stages else "not started")
+        for stage in stages:
+            offset = joined.seconds
+            for name in ("train_loss", "val_loss", "val_accuracy", "step_loss", "lr", "grad_norm"):
+                getattr(joined, name).extend(getattr(stage, name))
+            joined.elapsed.extend(offset + t for t in stage.elapsed)
+            joined.seconds += stage.seconds
+        return joined
+
 
 # ----------------------------------------------------------------------------- one step
 class _NonFiniteLoss(ArithmeticError):

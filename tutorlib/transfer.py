@@ -5,15 +5,13 @@ Dress, Coat) is the *source* task, B = classes 5-9 (Sandal, Shirt, Sneaker, Bag,
 *target*. A model is pretrained on A (or on something else), then judged by how well it learns B
 from a few labels per class: by a linear probe on frozen features, or by fine-tuning.
 
-Two pitfalls from the course's pilot runs are built in:
-* budgets are compared at a fixed number of optimisation *steps*, not epochs (otherwise the
-  smallest set trains longest);
-* the linear probe trains a fresh head to convergence (L-BFGS), not for a few steps at a
-  backbone-sized learning rate.
+Two pitfalls from the course's pilot runs are built in (here and in `tutorlib.recipes`, the ways to adapt
+a model): budgets are compared at a fixed number of optimisation *steps*, not epochs (otherwise the
+smallest set trains longest); the linear probe trains a fresh head to convergence (L-BFGS), not for a
+few steps at a backbone-sized learning rate.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -21,12 +19,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from . import inputs, surgery
+from . import inputs
 from . import profile as profiles
 from .data import HALF_A, HALF_B, Dataset, few_shot, load_fashion_mnist, select_classes, take
 from .models import fresh_cnn, split
-from .seeds import seed_everything
-from .surgery import freeze, layer_groups, replace_head
+from .surgery import layer_groups
 from .evaluation import evaluate, extract_features, linear_probe, predict
 from .train import History, TrainingDiverged, fit
 
@@ -79,60 +76,6 @@ def probe_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset
     return probe.score(feats, target_test[1])
 
 
-def finetune(model: nn.Module, target_train: Dataset, *, steps: int, lr: float = 1e-3, batch_size: int = 32,
-             seed: int = 0, new_head: bool = True, frozen_groups: int = 0, train_bn: bool = False,
-             in_place: bool = False, cache: bool = False, freeze_bn: bool = False,
-             **fit_kwargs) -> tuple[nn.Module, History]:
-    """Fine-tune for a fixed number of steps; return the tuned model (in eval mode) and its History.
-
-    new_head: replace the classifier by a fresh one for the target's classes (False keeps it, e.g.
-    after `surgery.transplant`). frozen_groups: layer groups (from the input) frozen first; 0 = full
-    fine-tuning. train_bn: let the frozen groups' BatchNorm layers adapt (`surgery.freeze`).
-    in_place: train `model` itself (needed when `param_groups` or a `loss_fn` refer to its parameters);
-    by default a copy is trained, so one pretrained model can start many runs. cache: run the frozen
-    groups once over the data and train the rest on their output (`models.split`): the same result as
-    freezing them (BatchNorm frozen too), without the frozen groups' forward pass at every step. freeze_bn: hold every
-    BatchNorm at its pretrained statistics, scale and shift, in the trained groups too
-    (`surgery.freeze_bn`). Any other keyword goes
-    to `train.fit` (val, loss_fn, optimizer, clip_grad_norm, warmup_steps, ...).
-    """
-    inputs.module(model)
-    for name, value in dict(new_head=new_head, train_bn=train_bn, in_place=in_place, cache=cache, freeze_bn=freeze_bn).items():
-        inputs.flag(value, name)
-    tuned = model if in_place else copy.deepcopy(model)
-    seed_everything(seed)  # the new head's initial weights depend on the seed alone
-    if new_head:
-        replace_head(tuned, int(inputs.class_dataset(target_train, "target_train")[1].max()) + 1)
-    if frozen_groups:
-        freeze(tuned, frozen_groups, train_bn=train_bn)
-    if freeze_bn:
-        if train_bn:
-            raise ValueError("freeze_bn=True holds every BatchNorm fixed and train_bn=True trains the frozen groups' "
-                             "BatchNorm: choose one.")
-        surgery.freeze_bn(tuned)
-    trained, data = tuned, target_train
-    if cache:
-        trained, data, fit_kwargs = _cached_top(tuned, target_train, frozen_groups, train_bn, fit_kwargs)
-    history = fit(trained, data, steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=False,
-                  **fit_kwargs)
-    return tuned.eval(), history
-
-
-def _cached_top(model: nn.Module, data, frozen_groups, train_bn: bool, fit_kwargs: dict):
-    """The trainable top of `model` and the frozen bottom's output for `data` (and for fit's `val`)."""
-    if not frozen_groups or train_bn:
-        raise ValueError("cache=True needs frozen_groups > 0 and train_bn=False: only a bottom that never "
-                         "changes can be run once. Drop cache=True to train BatchNorm in frozen groups.")
-    for option in ("param_groups", "val"):
-        if fit_kwargs.get(option) is not None:
-            raise ValueError(f"cache=True trains the top on cached activations, so fit's {option}= (made for "
-                             f"the whole model and images) does not apply; drop cache=True to use it.")
-    bottom, top = split(model, frozen_groups)
-    tensors = inputs.dataset(data, "target_train")
-    cached = (predict(bottom, tensors[0]).clone(), *tensors[1:])
-    return top, cached, {**fit_kwargs, "activations": True}
-
-
 def split_off_validation(target: Dataset, per_class: int, seed: int = 0) -> tuple[Dataset, Dataset]:
     """Hold `per_class` images of every class out of a training set, to choose a recipe without the test set."""
     labels = inputs.class_dataset(target, "target")[1]
@@ -153,13 +96,13 @@ class Choice(NamedTuple):
     scores: dict
 
 
-def choose_on_validation(train_fn: Callable[[Dataset, object], nn.Module], target: Dataset, options, *,
+def choose_on_validation(train_fn: Callable[[Dataset, object], nn.Module | tuple[nn.Module, History]], target: Dataset, options, *,
                          validation: Dataset | None = None, val_per_class: int = 10, seed: int = 0) -> Choice:
     """The option whose model scores best on held-out labels (never the test set), that model, and every score.
 
     Why: a recipe judged at one fixed setting may be judged where nobody would train; a learner picks the
     learning rate (or freeze depth, ...) on held-out labels, and so can a comparison. train_fn(train_part,
-    option) returns a trained model. Without `validation`, `val_per_class` images per class are held out of
+    option) returns a trained model, or a recipe's (model, History). Without `validation`, `val_per_class` images per class are held out of
     `target` (drawn from `seed`) and the rest trains. The first of the best wins a tie, as a learner reading
     a table would pick; an option whose run diverges scores NaN and is never picked.
     """
@@ -180,6 +123,7 @@ def choose_on_validation(train_fn: Callable[[Dataset, object], nn.Module], targe
         except TrainingDiverged as err:
             scores[option], diverged = float("nan"), err
             continue
+        model = model[0] if isinstance(model, tuple) else model
         scores[option] = evaluate(model, validation)["accuracy"]
         if best is None or scores[option] > scores[best.option]:
             best = Choice(option, model, scores)
@@ -187,22 +131,6 @@ def choose_on_validation(train_fn: Callable[[Dataset, object], nn.Module], targe
         raise TrainingDiverged(f"Every option in {options} diverged: add smaller learning rates (or safer options).",
                                diverged.history) from diverged
     return best
-
-
-def probe_head(model: nn.Module, target_train: Dataset, seed: int = 0) -> nn.Module:
-    """A copy of `model` whose classifier is a linear probe fit to convergence on its frozen features (LP).
-
-    The fair "train only the last layer" arm (a fresh head trained for a few steps is judged before it
-    has converged), and the first stage of LP-FT (Kumar et al. 2022).
-    """
-    images, labels = inputs.class_dataset(target_train, "target_train")
-    probe = linear_probe(extract_features(inputs.module(model), images), labels, seed=seed)
-    tuned = replace_head(copy.deepcopy(model), int(labels.max()) + 1)
-    head = layer_groups(tuned)[-1][1]
-    if not isinstance(head, nn.Linear):
-        raise TypeError(f"probe_head needs a model whose last layer group is one nn.Linear, got {type(head).__name__}.")
-    head.load_state_dict(probe.as_linear().state_dict())
-    return tuned.eval()
 
 
 def probe_by_stage(model: nn.Module, target_train: Dataset, target_test: Dataset,
