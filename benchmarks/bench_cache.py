@@ -1,7 +1,7 @@
 """3c. Fine-tuning above a frozen cut: run the frozen stages once (`cache=True`) vs on every step.
 
 Chapters 2, 4 and 6 fine-tune ImageNet EfficientNet-Lite0 (64 px) with its first stages frozen. Frozen
-stages give the same output every step, so `transfer.finetune(..., cache=True)` runs them once over the
+stages give the same output every step, so `recipes.finetune(..., cache=True)` runs them once over the
 training set and trains the top on what they produced; `cache=False` is the usual way (`surgery.freeze`),
 the frozen stages running forward on every batch. Same model, seed, batch order and steps, so the two
 must end with the same test accuracy; the figure is the ratio of their wall times, in one run.
@@ -9,7 +9,7 @@ must end with the same test accuracy; the figure is the ratio of their wall time
 from __future__ import annotations
 
 from common import halves, interleave
-from tutorlib import data, evaluation, models, transfer
+from tutorlib import data, evaluation, models, recipes
 
 STEPS, PER_CLASS, CUTS = 60, 50, ("blocks.2", "blocks.4")
 
@@ -21,7 +21,7 @@ def run(repeats: int = 2) -> tuple[list[dict], dict]:
     lite = models.lite0()
 
     def tune(cut: str, cache: bool):
-        tuned, _ = transfer.finetune(lite, target, steps=STEPS, lr=1e-3, seed=0, frozen_groups=cut, cache=cache)
+        tuned, _ = recipes.finetune(lite, target, steps=STEPS, lr=1e-3, seed=0, frozen_groups=cut, cache=cache)
         return evaluation.evaluate(tuned, test_set)["accuracy"]
 
     rows, facts = [], {}

@@ -2,7 +2,7 @@
 
 Both start from the course checkpoint A_w16 with a fresh 5-class head and fine-tune every layer on
 B's 7,500 training images, evaluating on B's 2,500 test images after each epoch (evaluation counts
-in both clocks). Course defaults (`transfer.finetune`): AdamW, lr 1e-3, batch 32, cosine schedule,
+in both clocks). Course defaults (`recipes.finetune`): AdamW, lr 1e-3, batch 32, cosine schedule,
 5 epochs. Tutorial recipe: SGD momentum 0.9, lr 1e-3, batch 4, StepLR(7, 0.1), up to 10 epochs
 (the tutorial runs 25). Both batch from in-memory tensors, so only the recipe differs (the data
 path is figure 2).

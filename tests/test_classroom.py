@@ -78,7 +78,7 @@ def test_every_exercise_carries_nbgrader_markup():
 
 
 def test_hidden_tests_are_cut_from_the_student_copy_and_restored_for_grading():
-    source = "def check_exercise_1(answer):\n    check.answered(answer)\n    ### BEGIN HIDDEN TESTS\n" \
+    source = "def check_exercise_1(answer):\n    exercises.answered(answer)\n    ### BEGIN HIDDEN TESTS\n" \
              "    assert answer == 42\n    ### END HIDDEN TESTS\n\ncheck_exercise_1(x)"
     assert "42" not in course.without_hidden_tests(source)
     assert course.without_hidden_tests(source).rstrip().endswith("check_exercise_1(x)")

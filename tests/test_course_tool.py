@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from tutorlib import check
+from tutorlib import exercises
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -25,7 +25,7 @@ def test_student_version_hides_every_solution(path):
         assert answer_source not in stub and "solution" not in student.cells[solution].metadata["tags"]
         visible = course.without_hidden_tests(original.cells[check_cell].source)
         assert student.cells[check_cell].source == visible  # the self-check stays, less its hidden tests
-        assert "check.answered(" in original.cells[check_cell].source
+        assert "exercises.answered(" in original.cells[check_cell].source
         assert "# Hint:" in stub, f"{path.name} exercise {number}: the self-check's hint is not plain text"
         namespace = {}
         with pytest.raises(NotImplementedError, match=f"Exercise {number}"):
@@ -33,7 +33,7 @@ def test_student_version_hides_every_solution(path):
         for name in course.answer_names(original.cells[check_cell].source):
             assert namespace[name] is None
             with pytest.raises(AssertionError, match="Not yet"):
-                check.answered(namespace[name])
+                exercises.answered(namespace[name])
 
 
 def test_student_command_writes_seven_notebooks(tmp_path):
@@ -53,13 +53,13 @@ def test_grade_reads_the_self_checks_of_a_submission(tmp_path):
     def exercise(number, answer_source):
         answer = new_code_cell(answer_source)
         answer.metadata["tags"] = ["exercise"]
-        checker = new_code_cell(f"def check_exercise_{number}(answer):\n    check.answered(answer)\n"
-                                f"    check.exercise(answer == {number}, 'right', 'it is {number}')\n\n"
+        checker = new_code_cell(f"def check_exercise_{number}(answer):\n    exercises.answered(answer)\n"
+                                f"    exercises.exercise(answer == {number}, 'right', 'it is {number}')\n\n"
                                 f"check_exercise_{number}(answer_{number})")
         return [answer, checker]
 
     stub = course.exercise_stub("check_exercise_3(answer_3)", 3)
-    cells = [new_code_cell("from tutorlib import check")] + exercise(1, "answer_1 = 1") \
+    cells = [new_code_cell("from tutorlib import exercises")] + exercise(1, "answer_1 = 1") \
         + exercise(2, "answer_2 = 5") + exercise(3, stub)
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch.nn.functional as F
 
-from tutorlib import analysis, data, models, seed_everything, train
+from tutorlib import analysis, data, models, train
+from tutorlib.seeds import seed_everything
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,17 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.threads`   one fixed CPU thread count: the same numbers, and the same speed, idle or busy
 * `tutorlib.analysis`  CKA, gradient norms, LogME, FLOPs, latency, per-class accuracy
 * `tutorlib.plots`     the course's figures
-* `tutorlib.check`     verdict cells (`expect`) and exercise self-checks
+* `tutorlib.check`     verdict cells: registered interval verdicts (`registered`), reports, `expect`
+* `tutorlib.ranks`     Kendall's tau, its chance rate with model families kept, the rank-agreement verdict
+* `tutorlib.exercises` the exercises' self-checks (`exercise`, `answered`)
 * `tutorlib.profile`   run profiles (quick / standard / full), and their seeds ($TUTORLIB_SEEDS)
 * `tutorlib.seeds`     `seed_everything`, the one seed helper
 * `tutorlib.pretext`   self-supervised pretext tasks (RotNet's rotations)
-* `tutorlib.transfer`  the A -> B protocol the chapters share: the halves, targets, pretrain, probe, fine-tune
+* `tutorlib.transfer`  the A -> B protocol the chapters share: the halves, targets, pretrain, probes, choosing on validation
 * `tutorlib.runtime`   what a chapter starts from: `setup()` (profile, seeds, halves, clock) and `finish()`
 * `tutorlib.sources`   chapter 1's experiments: the positive control, probing a learner's own photos
-* `tutorlib.recipes`   fine-tuning recipes: LP, FT, discriminative rates, gradual unfreezing, LP-FT, L2-SP, distillation
+* `tutorlib.recipes`   the ways to adapt a model, one signature each, by name in `RECIPES`: LP, FT, discriminative
+                       rates, gradual unfreezing, LP-FT, L2-SP; and distillation
 * `tutorlib.manifest`  data/manifest.json: every bundled file and checkpoint with its sha256
 
 Maintainer and teacher tools (bundle, checkpoints, the course build, grading and the write-up) are in
@@ -30,16 +33,15 @@ from __future__ import annotations
 
 import inspect
 
-from . import (analysis, anatomy, check, data, evaluation, inputs, losses, manifest, models, plots, pretext, profile,
-               recipes, runtime, seeds, sources, surgery, threads, train, transfer)
-from .seeds import seed_everything
+from . import (analysis, anatomy, check, data, evaluation, exercises, inputs, losses, manifest, models, plots, pretext,
+               profile, ranks, recipes, runtime, seeds, sources, surgery, threads, train, transfer)
 
 threads.configure()  # one fixed thread count per machine: the same numbers idle or busy (see threads.py)
 
 __version__ = "0.1.0"
-__all__ = ["analysis", "anatomy", "check", "data", "evaluation", "inputs", "losses", "manifest", "models", "plots",
-           "pretext", "profile", "recipes", "runtime", "seeds", "sources", "surgery", "threads", "train", "transfer",
-           "seed_everything", "show"]
+__all__ = ["analysis", "anatomy", "check", "data", "evaluation", "exercises", "inputs", "losses", "manifest", "models",
+           "plots", "pretext", "profile", "ranks", "recipes", "runtime", "seeds", "sources", "surgery", "threads", "train",
+           "transfer", "show"]
 
 
 def show(obj) -> None:

@@ -1,28 +1,32 @@
-"""Verdict cells: assert a finding and show the measured numbers whether it holds or not.
+"""Verdict cells: assert a finding and show the measured numbers whether it holds or not (docs/design.md, section 5).
 
-``expect(cond, claim, **numbers)`` prints ``PASS claim: numbers`` or raises an AssertionError
-with the same line, so a failing verdict says what was measured. ``report`` records a finding that
-is *not* asserted (it did not reproduce at this scale) so the write-up can still list it.
-``paper=`` names the published result a verdict is set against; the write-up puts the two side by side.
+What the chapters call:
 
-Findings are stated with two helpers so that every chapter asserts them the same way (docs/design.md, section 5):
-``paired(better, worse, claim, min_effect=...)`` compares two measured arms seed by seed, and
-``rank_agreement(scores, truth, claim, min_tau=...)`` compares two rankings and states how often
-chance would agree as well. Both fail on a NaN (a diverged run), and tests/test_check.py feeds them
-null data (equal arms, swapped arms, one NaN seed) to show that they can fail.
-With ``$TUTORLIB_RESULTS`` set to a file path, every verdict is appended to it as a JSON line with
-the claim, the numbers, the paper, the profile and its seeds.
+* ``registered(key, a, b)``: the verdict notebooks/verdicts.toml fixed before the confirming run (claim, kind,
+  threshold, units, paper), decided over paired units by the rule of its kind in ``RULES``: an effect or
+  a non-inferiority by its 95% interval's lower bound, an equivalence by its 90% interval (TOST). A retired
+  entry is measured by the same rule and reported, never asserted again.
+* ``report(claim, **numbers)`` and ``estimate(differences)``: a finding shown with its numbers and interval,
+  not asserted (it did not reproduce, or it is not a key point).
+* ``paired(better, worse, claim, min_effect=...)``: the older per-seed rule (the gap clears a bar on every
+  seed); ``expect(condition, claim, **numbers)`` underneath every verdict.
+* ``per_seed`` and ``mean_sd``: the tables and numbers verdicts are made of. Rankings (Kendall's tau, its
+  chance rate, ``rank_agreement``) are in `tutorlib.ranks`.
+
+Every verdict prints ``PASS``/``FAIL``/``INCONCLUSIVE claim: numbers`` (FAIL raises), fails on a NaN unless the
+claim states how a diverged unit is scored, and with ``$TUTORLIB_RESULTS`` set to a file path is appended to
+it as a JSON line with the claim, the numbers, the paper, the profile and its seeds. The exercises' self-checks
+are in `tutorlib.exercises`.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 try:
     import tomllib
@@ -213,31 +217,6 @@ def _decide(claim: str, holds: bool, against: bool, numbers: dict, paper: str | 
     return status
 
 
-def effect(better: Any, worse: Any, claim: str, *, min_effect: float, names: tuple[str, str] = ("better", "worse"),
-           non_inferiority: bool = False, diverged: float | None = None, paper: str | None = None) -> Verdict:
-    """Assert that arm `better` beats `worse` by more than `min_effect`: the 95% interval's lower bound clears it.
-
-    Units are paired (same target draw, init and order in both arms). `min_effect` >= 0 states the smallest
-    gain that counts; a negative one is a non-inferiority margin and must say so (`non_inferiority=True`).
-    `diverged`: the score a NaN unit (a diverged run) gets, a rule the claim states; None fails the verdict.
-    """
-    if not isinstance(min_effect, (int, float)) or not math.isfinite(min_effect):
-        raise ValueError(f"min_effect must be a finite number, got {min_effect!r}.")
-    if min_effect < 0 and not non_inferiority:
-        raise ValueError(f"A negative min_effect ({min_effect}) lets equal arms pass: it is a non-inferiority margin. "
-                         f"Say so with non_inferiority=True, or use min_effect >= 0.")
-    a, b = _paired_units(better, worse, diverged)
-    if a.isna().any() or b.isna().any():
-        estimate = low = high = float("nan")
-    else:
-        estimate, low, high = interval(a - b)
-    kind = f"non-inferiority, margin {-min_effect:.3g}" if non_inferiority else f"effect > {min_effect:.3g}"
-    label = f"{claim} [{kind}, 95% interval over {len(a)} paired units]"
-    numbers = {names[0]: a.mean(), names[1]: b.mean(), "effect": estimate, "interval": [low, high], "units": len(a)}
-    status = _decide(label, low > min_effect, not high >= min_effect, numbers, paper)
-    return Verdict(claim, status, estimate, low, high, len(a))
-
-
 def equivalence_interval(differences: Any) -> tuple[float, float, float]:
     """The mean of paired differences and its 90% t interval: two one-sided t-tests at 5% (TOST, Lakens 2017).
 
@@ -252,6 +231,64 @@ def equivalence_interval(differences: Any) -> tuple[float, float, float]:
     return float(d.mean()), float(ci.low), float(ci.high)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """How one kind of verdict decides: its interval, its label, and when the interval passes or is against."""
+    interval: Callable[[Any], tuple[float, float, float]]
+    level: str
+    estimate_name: str
+    label: Callable[[float], str]
+    passes: Callable[[float, float, float], bool]  # (low, high, threshold)
+    against: Callable[[float, float, float], bool]
+
+
+_ABOVE = dict(passes=lambda low, high, t: low > t, against=lambda low, high, t: not high >= t)
+RULES = {
+    "effect": Rule(interval, "95% interval", "effect", lambda t: f"effect > {t:.3g}", **_ABOVE),
+    "non-inferiority": Rule(interval, "95% interval", "effect", lambda t: f"non-inferiority, margin {-t:.3g}", **_ABOVE),
+    "equivalence": Rule(equivalence_interval, "90% interval", "difference", lambda t: f"equivalence within +-{t:.3g}",
+                        passes=lambda low, high, t: -t < low and high < t,
+                        against=lambda low, high, t: not (low < t and high > -t)),
+}
+
+
+def _judge(kind: str, threshold: float, a: Any, b: Any, names, diverged) -> tuple[dict, float, float, float, bool, bool]:
+    """Apply the rule of `kind` to two paired arms: the numbers to show, the interval, holds, against."""
+    rule = RULES[kind]
+    x, y = _paired_units(a, b, diverged)
+    estimate = low = high = float("nan")
+    if not (x.isna().any() or y.isna().any()):
+        estimate, low, high = rule.interval(x - y)
+    numbers = {names[0]: x.mean(), names[1]: y.mean(), rule.estimate_name: estimate, "interval": [low, high],
+               "units": len(x)}
+    return numbers, estimate, low, high, rule.passes(low, high, threshold), rule.against(low, high, threshold)
+
+
+def _verdict(kind: str, threshold: float, a: Any, b: Any, claim: str, names, diverged, paper) -> Verdict:
+    numbers, estimate, low, high, holds, against = _judge(kind, threshold, a, b, names, diverged)
+    rule = RULES[kind]
+    label = f"{claim} [{rule.label(threshold)}, {rule.level} over {numbers['units']} paired units]"
+    status = _decide(label, holds, against, numbers, paper)
+    return Verdict(claim, status, estimate, low, high, numbers["units"])
+
+
+def effect(better: Any, worse: Any, claim: str, *, min_effect: float, names: tuple[str, str] = ("better", "worse"),
+           non_inferiority: bool = False, diverged: float | None = None, paper: str | None = None) -> Verdict:
+    """Assert that arm `better` beats `worse` by more than `min_effect`: the 95% interval's lower bound clears it.
+
+    Units are paired (same target draw, init and order in both arms). `min_effect` >= 0 states the smallest
+    gain that counts; a negative one is a non-inferiority margin and must say so (`non_inferiority=True`).
+    `diverged`: the score a NaN unit (a diverged run) gets, a rule the claim states; None fails the verdict.
+    """
+    if not isinstance(min_effect, (int, float)) or not math.isfinite(min_effect):
+        raise ValueError(f"min_effect must be a finite number, got {min_effect!r}.")
+    if min_effect < 0 and not non_inferiority:
+        raise ValueError(f"A negative min_effect ({min_effect}) lets equal arms pass: it is a non-inferiority margin. "
+                         f"Say so with non_inferiority=True, or use min_effect >= 0.")
+    kind = "non-inferiority" if non_inferiority else "effect"
+    return _verdict(kind, min_effect, better, worse, claim, names, diverged, paper)
+
+
 def equivalent(a: Any, b: Any, claim: str, *, bound: float, names: tuple[str, str] = ("a", "b"),
                diverged: float | None = None, paper: str | None = None) -> Verdict:
     """Assert that two arms differ by less than `bound` either way (two one-sided tests at 5%: the 90% interval).
@@ -260,15 +297,7 @@ def equivalent(a: Any, b: Any, claim: str, *, bound: float, names: tuple[str, st
     """
     if not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
         raise ValueError(f"bound must be a positive number (the largest difference that counts as none), got {bound!r}.")
-    x, y = _paired_units(a, b, diverged)
-    if x.isna().any() or y.isna().any():
-        estimate = low = high = float("nan")
-    else:
-        estimate, low, high = equivalence_interval(x - y)
-    label = f"{claim} [equivalence within +-{bound:.3g}, 90% interval over {len(x)} paired units]"
-    numbers = {names[0]: x.mean(), names[1]: y.mean(), "difference": estimate, "interval": [low, high], "units": len(x)}
-    status = _decide(label, -bound < low and high < bound, not (low < bound and high > -bound), numbers, paper)
-    return Verdict(claim, status, estimate, low, high, len(x))
+    return _verdict("equivalence", bound, a, b, claim, names, diverged, paper)
 
 
 def _verdicts_file() -> Path:
@@ -289,6 +318,10 @@ def preregistration(key: str | None = None) -> dict:
     return entries[key]
 
 
+def _threshold(entry: dict) -> float:
+    return entry["bound"] if entry["kind"] == "equivalence" else entry["min_effect"]
+
+
 def registered(key: str, a: Any, b: Any) -> Verdict:
     """Run the verdict `key` exactly as notebooks/verdicts.toml fixed it: claim, kind, effect or bound, units, paper."""
     entry = preregistration(key)
@@ -298,11 +331,8 @@ def registered(key: str, a: Any, b: Any) -> Verdict:
                          f"Run the chapter's full number of draws (the quick profile alone may run fewer).")
     if "retired" in entry:
         return _retired(entry, a, b)
-    common = dict(names=tuple(entry["names"]), diverged=entry.get("diverged"), paper=entry.get("paper"))
-    if entry["kind"] == "equivalence":
-        return equivalent(a, b, entry["claim"], bound=entry["bound"], **common)
-    return effect(a, b, entry["claim"], min_effect=entry["min_effect"],
-                  non_inferiority=entry["kind"] == "non-inferiority", **common)
+    return _verdict(entry["kind"], _threshold(entry), a, b, entry["claim"], tuple(entry["names"]),
+                    entry.get("diverged"), entry.get("paper"))
 
 
 def _retired(entry: dict, a: Any, b: Any) -> Verdict:
@@ -311,93 +341,13 @@ def _retired(entry: dict, a: Any, b: Any) -> Verdict:
     Its threshold stays as registered (re-setting it from the failed run would be fitting the bar to the data);
     the chapter reports the numbers and the rule's outcome, and `entry["retired"]` says when and why.
     """
-    x, y = _paired_units(a, b, entry.get("diverged"))
-    d = x - y
-    if entry["kind"] == "equivalence":
-        estimate, low, high = equivalence_interval(d)
-        rule, holds = f"equivalence within +-{entry['bound']:.3g}, 90% interval", -entry["bound"] < low and high < entry["bound"]
-    else:
-        estimate, low, high = interval(d)
-        rule, holds = f"{entry['kind']}, effect > {entry['min_effect']:.3g}, 95% interval", low > entry["min_effect"]
-    names = entry["names"]
-    report(f"{entry['claim']} [registered: {rule} over {entry['units']} units; retired: {entry['retired']}]",
-           paper=entry.get("paper"), **{names[0]: x.mean(), names[1]: y.mean()}, difference=estimate,
-           interval=[low, high], units=len(d), registered_rule_holds=bool(holds))
-    return Verdict(entry["claim"], "RETIRED", estimate, low, high, len(d))
-
-
-def kendall_tau(x, y) -> float:
-    """Kendall's tau-b between two score lists (ties allowed): +1 same order, -1 reversed, about 0 unrelated."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    i, j = np.triu_indices(len(x), 1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    denominator = math.sqrt(float((dx != 0).sum()) * float((dy != 0).sum()))
-    return float((dx * dy).sum() / denominator) if denominator else float("nan")
-
-
-def chance_of_tau(scores, truth, min_tau: float, families=None, samples: int = 20_000) -> float:
-    """How often a random ranking of `truth` reaches tau >= min_tau against `scores`.
-
-    With `families` (one label per item) the random ranking shuffles items only *within* their family and
-    keeps the order between families: the chance that family structure alone (big models are slow, whatever
-    the FLOPs within a family) passes. Exact up to 40,320 orderings, Monte Carlo (a fixed seed) above.
-    """
-    x, y = np.asarray(scores, dtype=float), np.asarray(truth, dtype=float)
-    labels = np.zeros(len(x), dtype=int) if families is None else pd.factorize(np.asarray(families))[0]
-    groups = [np.flatnonzero(labels == f) for f in np.unique(labels)]
-    if math.prod(math.factorial(len(g)) for g in groups) <= 40_320:
-        orders = [np.concatenate(p) for p in itertools.product(*(itertools.permutations(g) for g in groups))]
-    else:
-        rng = np.random.default_rng(0)
-        orders = [np.concatenate([rng.permutation(g) for g in groups]) for _ in range(samples)]
-    where = np.concatenate(groups)
-    shuffled = np.empty((len(orders), len(y)))
-    shuffled[:, where] = y[np.array(orders, dtype=int)]
-    i, j = np.triu_indices(len(x), 1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(shuffled[:, i] - shuffled[:, j])
-    denominator = math.sqrt(float((dx != 0).sum()) * float((np.sign(y[i] - y[j]) != 0).sum()))
-    taus = (dy @ dx) / denominator if denominator else np.full(len(orders), np.nan)
-    return float((taus >= min_tau - 1e-12).mean())
-
-
-def rank_agreement(scores: Any, truth: Any, claim: str, *, min_tau: float, families: Any = None,
-                   max_chance: float = 0.05, paper: str | None = None, **numbers: Any) -> float:
-    """Assert that two rankings of the same items agree (Kendall tau >= min_tau) where chance rarely does.
-
-    A threshold that a random ranking would reach more often than `max_chance` is refused: with so few
-    items, agreement could not be told from luck. `families` (a label per item, e.g. "CNN", "Lite") makes
-    chance keep the order between families, so that family structure alone cannot pass. The chance rate is
-    printed with the verdict.
-    """
-    s, t = _numbers(scores, "scores", "model"), _numbers(truth, "truth", "model")
-    if sorted(s.index) != sorted(t.index):
-        raise ValueError(f"Both rankings must name the same items, got {sorted(s.index)} and {sorted(t.index)}.")
-    if len(s) < 3:
-        raise ValueError(f"A rank agreement needs at least three items, got {len(s)}.")
-    fam = None if families is None else _families(families, s.index)
-    chance = chance_of_tau(s, t.loc[s.index], min_tau, fam)
-    kept = " with families kept" if fam is not None else ""
-    if chance > max_chance:
-        raise ValueError(f"With {len(s)} items a random ranking{kept} reaches tau >= {min_tau} {100 * chance:.0f}% "
-                         f"of the time (more than {100 * max_chance:.0f}%): no verdict could fail. Compare more "
-                         f"items or raise min_tau, or report it with check.report instead.")
-    tau = kendall_tau(s, t.loc[s.index]) if s.notna().all() and t.notna().all() else float("nan")
-    expect(tau >= min_tau, f"{claim} [Kendall tau >= {min_tau:g}; chance{kept} reaches it {100 * chance:.1f}% of "
-           f"the time]", paper=paper, kendall_tau=tau, chance_rate=chance, items=len(s), **numbers)
-    return tau
-
-
-def _families(families: Any, items: pd.Index) -> list:
-    """One family label per item, in the order of `items` (a dict/Series by item, or a list in that order)."""
-    if isinstance(families, (dict, pd.Series)):
-        missing = [item for item in items if item not in families]
-        if missing:
-            raise ValueError(f"families names no family for {missing}; give one label per item.")
-        return [families[item] for item in items]
-    families = list(families)
-    if len(families) != len(items):
-        raise ValueError(f"families needs one label per item ({len(items)}), got {len(families)}.")
-    return families
+    rule, names = RULES[entry["kind"]], entry["names"]
+    numbers, estimate, low, high, holds, _ = _judge(entry["kind"], _threshold(entry), a, b, names, entry.get("diverged"))
+    report(f"{entry['claim']} [registered: {rule.label(_threshold(entry))}, {rule.level} over {entry['units']} units; "
+           f"retired: {entry['retired']}]", paper=entry.get("paper"), **{names[0]: numbers[names[0]],
+           names[1]: numbers[names[1]]}, difference=estimate, interval=[low, high], units=numbers["units"],
+           registered_rule_holds=bool(holds))
+    return Verdict(entry["claim"], "RETIRED", estimate, low, high, numbers["units"])
 
 
 def mean_sd(values) -> str:
@@ -407,21 +357,3 @@ def mean_sd(values) -> str:
         raise ValueError("mean_sd needs at least one value.")
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f} (n={len(values)})"
-
-
-def answered(answer: Any) -> None:
-    """Stop a self-check early, with a hint, while the exercise still holds its placeholder."""
-    if answer is None or answer is Ellipsis:
-        raise AssertionError("Not yet: no answer. Replace the placeholder in the cell above with your code, "
-                             "run it, then run this cell again.")
-
-
-def exercise(passed: bool, success: str, hint: str, final: bool = True) -> None:
-    """An exercise's self-check: a cheerful line when right, an AssertionError with a hint when not.
-
-    final=False marks a check of a *property* of the answer (its type, its range): passing it prints
-    "Plausible", and the exact check that follows (hidden from the student version) prints "Correct".
-    """
-    if not passed:
-        raise AssertionError(f"Not yet: {hint}")
-    print(f"{'Correct' if final else 'Plausible'}: {success}")

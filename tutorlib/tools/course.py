@@ -292,7 +292,7 @@ def answer_names(check_source: str) -> list[str]:
 
 
 def exercise_hint(check_source: str) -> str | None:
-    """The hint a self-check gives a wrong answer (the third argument of `check.exercise`), if it is plain text."""
+    """The hint a self-check gives a wrong answer (the third argument of `exercises.exercise`), if it is plain text."""
     for node in ast.walk(ast.parse(check_source)):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "exercise" and len(node.args) >= 3:
             hint = node.args[2]
