@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tutorlib.course import answer_names, exercise_stub, exercises
+from tutorlib.tools.student import answer_names, exercise_stub, exercises
 
 
 def run_in_kernel(kernel, code: str) -> dict:

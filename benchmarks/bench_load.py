@@ -71,7 +71,8 @@ def chapter_seconds(name: str = "03_gradients.ipynb") -> float:
     import tempfile
     from pathlib import Path
 
-    from tutorlib.course import NOTEBOOKS, execute
+    from tutorlib.tools.kernels import execute
+    from tutorlib.tools.paths import NOTEBOOKS
 
     os.environ["TUTORLIB_PROFILE"] = "quick"
     start = time.perf_counter()

@@ -18,11 +18,11 @@ BUDGETS = {"quick": (120, 12 * 60), "standard": (300, 30 * 60)}
 
 
 def build(profile: str) -> dict:
-    from tutorlib import course
+    from tutorlib.tools import build
 
     out = ROOT / "build" / "bench" / profile
     os.environ["TUTORLIB_PROFILE"] = profile
-    course.build(out_dir=out)
+    build.build(out_dir=out)
     return json.loads((out / "course" / "run.json").read_text())
 
 

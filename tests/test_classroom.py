@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tutorlib import course
+from tutorlib.tools import grading, student as student_copies
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -49,10 +49,10 @@ def answer_expressions(solution_source: str, answer_names: list[str]) -> set[str
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name[:2])
 def test_no_student_notebook_shows_a_solution_expression(path):
     key = nbformat.read(path, as_version=4)
-    student = course.student_version(key)
+    student = student_copies.student_version(key)
     shown = set().union(*(expressions(c.source) for c in student.cells if c.cell_type == "code"))
-    for number, (solution, check_cell) in enumerate(course.exercises(key), 1):
-        names = course.answer_names(key.cells[check_cell].source)
+    for number, (solution, check_cell) in enumerate(student_copies.exercises(key), 1):
+        names = student_copies.answer_names(key.cells[check_cell].source)
         secret = answer_expressions(key.cells[solution].source, names)
         assert secret, f"exercise {number}: the solution computes nothing the test can look for"
         leaked = secret & shown
@@ -64,12 +64,12 @@ def test_every_exercise_carries_nbgrader_markup():
     ids = []
     for path in CHAPTERS:
         nb = nbformat.read(path, as_version=4)
-        for solution, check_cell in course.exercises(nb):
+        for solution, check_cell in student_copies.exercises(nb):
             answer, checker = nb.cells[solution], nb.cells[check_cell]
             placeholder, _, solution_region = answer.source.partition("### BEGIN SOLUTION")
             assert solution_region and answer.source.rstrip().endswith("### END SOLUTION")
             # above the region nbgrader replaces: each answer set to None, so its stub's self-check says "Not yet"
-            names = course.answer_names(checker.source)
+            names = student_copies.answer_names(checker.source)
             assert [line.split("#")[0].strip() for line in placeholder.strip().splitlines()] == [f"{n} = None" for n in names]
             assert answer.metadata["nbgrader"]["solution"] and not answer.metadata["nbgrader"]["grade"]
             assert checker.metadata["nbgrader"]["grade"] and checker.metadata["nbgrader"]["points"] == 1
@@ -80,8 +80,8 @@ def test_every_exercise_carries_nbgrader_markup():
 def test_hidden_tests_are_cut_from_the_student_copy_and_restored_for_grading():
     source = "def check_exercise_1(answer):\n    exercises.answered(answer)\n    ### BEGIN HIDDEN TESTS\n" \
              "    assert answer == 42\n    ### END HIDDEN TESTS\n\ncheck_exercise_1(x)"
-    assert "42" not in course.without_hidden_tests(source)
-    assert course.without_hidden_tests(source).rstrip().endswith("check_exercise_1(x)")
+    assert "42" not in student_copies.without_hidden_tests(source)
+    assert student_copies.without_hidden_tests(source).rstrip().endswith("check_exercise_1(x)")
 
 
 def _run(cmd: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -101,12 +101,12 @@ def test_the_mini_chapter_carries_the_chapters_markup():
     """The grading round trips run on the mini chapter; it must look to nbgrader and `grade` like a chapter."""
     mini = nbformat.read(MINI, as_version=4)
     chapter = nbformat.read(CHAPTERS[0], as_version=4)
-    assert len(course.exercises(mini)) == 3
+    assert len(student_copies.exercises(mini)) == 3
     for nb in (mini, chapter):
-        for solution, check_cell in course.exercises(nb):
-            assert set(nb.cells[solution].metadata["nbgrader"]) == set(chapter.cells[course.exercises(chapter)[0][0]].metadata["nbgrader"])
-            assert set(nb.cells[check_cell].metadata["nbgrader"]) == set(chapter.cells[course.exercises(chapter)[0][1]].metadata["nbgrader"])
-    assert "### BEGIN HIDDEN TESTS" in mini.cells[course.exercises(mini)[0][1]].source
+        for solution, check_cell in student_copies.exercises(nb):
+            assert set(nb.cells[solution].metadata["nbgrader"]) == set(chapter.cells[student_copies.exercises(chapter)[0][0]].metadata["nbgrader"])
+            assert set(nb.cells[check_cell].metadata["nbgrader"]) == set(chapter.cells[student_copies.exercises(chapter)[0][1]].metadata["nbgrader"])
+    assert "### BEGIN HIDDEN TESTS" in mini.cells[student_copies.exercises(mini)[0][1]].source
 
 
 def readme_block(containing: str) -> str:
@@ -132,7 +132,7 @@ def test_readme_nbgrader_commands_run_as_written_and_agree_with_course_grade(tmp
     released = nbformat.read(course_dir / "release" / "ch07" / "07_choosing_a_model.ipynb", as_version=4)
     assert "HIDDEN TESTS" not in "".join(c.source for c in released.cells)
     key = nbformat.read(MINI, as_version=4)
-    _answer(released, 1, key.cells[course.exercises(key)[0][0]].source)  # exercise 1 answered as in the key
+    _answer(released, 1, key.cells[student_copies.exercises(key)[0][0]].source)  # exercise 1 answered as in the key
     _answer(released, 3, "last_group = surgery.layer_groups(model)[0][0]")  # plausible but wrong: the input side
     submitted = course_dir / "submitted" / "alice" / "ch07"  # exercise 2 left as nbgrader's stub
     submitted.mkdir(parents=True)
@@ -151,12 +151,12 @@ def test_readme_nbgrader_commands_run_as_written_and_agree_with_course_grade(tmp
     errors = [o.ename for c in autograded.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert "NameError" not in errors  # the stub's self-check says "Not yet", as in the course's own student copy
     assert "alice" in (course_dir / "grades.csv").read_text()
-    ours = course.grade(submitted / "07_choosing_a_model.ipynb", key=MINI)
+    ours = grading.grade(submitted / "07_choosing_a_model.ipynb", key=MINI)
     assert [r["status"] for r in ours] == ["correct", "not yet", "not yet"], ours
 
     log = release.stderr + graded.stderr
     assert "without encryption" not in log and "No nbgrader_config.py" not in log
-    hidden = {key.cells[c].metadata["nbgrader"]["grade_id"] for _, c in course.exercises(key)
+    hidden = {key.cells[c].metadata["nbgrader"]["grade_id"] for _, c in student_copies.exercises(key)
               if "BEGIN HIDDEN TESTS" in key.cells[c].source}
     warned = set(re.findall(r"Attribute 'checksum' for cell (\S+) has changed", log))
     assert warned <= hidden, f"checksum warnings beyond nbgrader#1961's (cells with hidden tests): {warned - hidden}"
@@ -236,9 +236,9 @@ def test_readme_grading_command_runs_as_written(scratch_in_repo):
     (A real chapter is graded the same way by tests/test_installed_course.py, from an installed wheel.)
     """
     key = nbformat.read(MINI, as_version=4)
-    student = course.student_version(key)
-    stubs = [i for i, c in enumerate(student.cells) if course.is_answer_cell(c)]
-    student.cells[stubs[1]].source = key.cells[course.exercises(key)[1][0]].source
+    student = student_copies.student_version(key)
+    stubs = [i for i, c in enumerate(student.cells) if student_copies.is_answer_cell(c)]
+    student.cells[stubs[1]].source = key.cells[student_copies.exercises(key)[1][0]].source
     scratch_in_repo[0].mkdir()
     nbformat.write(student, scratch_in_repo[0] / MINI.name)
     command = next(c for c in readme_commands() if " grade " in c)

@@ -5,6 +5,8 @@ import pathlib
 import pytest
 
 from tutorlib import exercises
+from tutorlib.tools import build, grading, paths
+from tutorlib.tools import student as student_copies
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -14,32 +16,29 @@ NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 def test_student_version_hides_every_solution(path):
     import nbformat
 
-    from tutorlib import course
-
     original = nbformat.read(path, as_version=4)
-    student = course.student_version(original)
-    pairs = course.exercises(original)
+    student = student_copies.student_version(original)
+    pairs = student_copies.exercises(original)
     assert len(pairs) == 3 and len(student.cells) == len(original.cells)
     for number, (solution, check_cell) in enumerate(pairs, 1):
         stub, answer_source = student.cells[solution].source, original.cells[solution].source
         assert answer_source not in stub and "solution" not in student.cells[solution].metadata["tags"]
-        visible = course.without_hidden_tests(original.cells[check_cell].source)
+        visible = student_copies.without_hidden_tests(original.cells[check_cell].source)
         assert student.cells[check_cell].source == visible  # the self-check stays, less its hidden tests
         assert "exercises.answered(" in original.cells[check_cell].source
         assert "# Hint:" in stub, f"{path.name} exercise {number}: the self-check's hint is not plain text"
         namespace = {}
         with pytest.raises(NotImplementedError, match=f"Exercise {number}"):
             exec(stub, namespace)
-        for name in course.answer_names(original.cells[check_cell].source):
+        for name in student_copies.answer_names(original.cells[check_cell].source):
             assert namespace[name] is None
             with pytest.raises(AssertionError, match="Not yet"):
                 exercises.answered(namespace[name])
 
 
 def test_student_command_writes_seven_notebooks(tmp_path):
-    from tutorlib import course
 
-    written = course.write_student_versions(tmp_path)
+    written = student_copies.write_student_versions(tmp_path)
     assert [p.name for p in written] == [p.name for p in NOTEBOOK_PATHS]
 
 
@@ -48,7 +47,6 @@ def test_grade_reads_the_self_checks_of_a_submission(tmp_path):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from tutorlib import course
 
     def exercise(number, answer_source):
         answer = new_code_cell(answer_source)
@@ -58,13 +56,13 @@ def test_grade_reads_the_self_checks_of_a_submission(tmp_path):
                                 f"check_exercise_{number}(answer_{number})")
         return [answer, checker]
 
-    stub = course.exercise_stub("check_exercise_3(answer_3)", 3)
+    stub = student_copies.exercise_stub("check_exercise_3(answer_3)", 3)
     cells = [new_code_cell("from tutorlib import exercises")] + exercise(1, "answer_1 = 1") \
         + exercise(2, "answer_2 = 5") + exercise(3, stub)
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "submission.ipynb")
-    rows = course.grade(tmp_path / "submission.ipynb")
+    rows = grading.grade(tmp_path / "submission.ipynb")
     assert [r["status"] for r in rows] == ["correct", "not yet", "not yet"]
     assert "it is 2" in rows[1]["detail"] and "no answer" in rows[2]["detail"]
 
@@ -73,7 +71,6 @@ def test_a_failing_chapter_is_marked_failed_and_the_others_still_build(tmp_path,
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from tutorlib import course
 
     sources = {"01_fine": "from tutorlib import check\ncheck.expect(1 < 2, 'one is less than two', paper='Peano', a=1)",
                "02_broken": "raise ValueError('this chapter is broken')"}
@@ -82,8 +79,8 @@ def test_a_failing_chapter_is_marked_failed_and_the_others_still_build(tmp_path,
         nb = new_notebook(cells=[new_code_cell(source)])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
-    monkeypatch.setattr(course, "NOTEBOOKS", tmp_path / "notebooks")
-    assert course.build(out_dir=tmp_path / "build") == 1  # one failed chapter
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
+    assert build.build(out_dir=tmp_path / "build") == 1  # one failed chapter
     run = json.loads((tmp_path / "build" / "course" / "run.json").read_text())
     assert [c["error"] is None for c in run["chapters"]] == [True, False]
     assert "this chapter is broken" in run["chapters"][1]["error"]
@@ -94,21 +91,20 @@ def test_a_failing_chapter_is_marked_failed_and_the_others_still_build(tmp_path,
 
 
 def test_student_copies_a_student_changed_are_kept_unless_forced(tmp_path):
-    from tutorlib import course
 
-    course.write_student_versions(tmp_path)
+    student_copies.write_student_versions(tmp_path)
     work = tmp_path / NOTEBOOK_PATHS[0].name
     work.write_text(work.read_text().replace("NotImplementedError", "NotImplementedError  # started"))
     mine = work.read_text()
-    assert work not in course.write_student_versions(tmp_path) and work.read_text() == mine
-    assert work in course.write_student_versions(tmp_path, force=True) and work.read_text() != mine
+    assert work not in student_copies.write_student_versions(tmp_path) and work.read_text() == mine
+    assert work in student_copies.write_student_versions(tmp_path, force=True) and work.read_text() != mine
 
 
 SLOW_BUILD = """
 import sys
 from pathlib import Path
-from tutorlib import course
-course.NOTEBOOKS = Path(sys.argv[1])
+from tutorlib.tools import course, paths
+paths.NOTEBOOKS = Path(sys.argv[1])
 course.main(["build", "--out", sys.argv[2]])
 """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tutorlib import course
+from tutorlib.tools import lab, student as student_copies
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = "07_choosing_a_model.ipynb"  # graded from the installed wheel: the shortest chapter
@@ -114,8 +114,8 @@ def test_installed_course_without_make_or_clone(wheel, fresh_venv):
 
     student = nbformat.read(home / "my-class" / CHAPTER, as_version=4)
     key = nbformat.read(ROOT / "notebooks" / CHAPTER, as_version=4)
-    first_stub = next(i for i, c in enumerate(student.cells) if course.is_answer_cell(c))
-    student.cells[first_stub].source = key.cells[course.exercises(key)[0][0]].source
+    first_stub = next(i for i, c in enumerate(student.cells) if student_copies.is_answer_cell(c))
+    student.cells[first_stub].source = key.cells[student_copies.exercises(key)[0][0]].source
     (home / "submissions").mkdir()
     nbformat.write(student, home / "submissions" / CHAPTER)
     graded = run([fresh_venv, "-m", "tutorlib.course", "grade", "--profile", "quick", f"submissions/{CHAPTER}"], home)
@@ -123,10 +123,10 @@ def test_installed_course_without_make_or_clone(wheel, fresh_venv):
 
 
 def test_get_keeps_a_learners_changed_chapter(tmp_path, capsys):
-    course.get(tmp_path)
+    lab.get(tmp_path)
     mine = tmp_path / CHAPTER
     mine.write_text(mine.read_text().replace("Exercise", "My exercise"))
-    again = course.get(tmp_path)
+    again = lab.get(tmp_path)
     assert mine.read_text().count("My exercise") > 0 and len(again) == 6
     assert "kept" in capsys.readouterr().out
-    assert len(course.get(tmp_path, force=True)) == 7 and "My exercise" not in mine.read_text()
+    assert len(lab.get(tmp_path, force=True)) == 7 and "My exercise" not in mine.read_text()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorlib import course
+from tutorlib.tools import lab as lab_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -71,7 +71,7 @@ def lab(tmp_path_factory):
         shutil.copy(path, repo / "notebooks" / path.name)
     assert git(repo, "init", "-q").returncode == 0 and git(repo, "add", "notebooks").returncode == 0
     assert git(repo, "commit", "-qm", "the chapters").returncode == 0
-    assert course.strip_outputs_in_git(repo / "notebooks")  # what `make lab` does before it starts JupyterLab
+    assert lab_tool.strip_outputs_in_git(repo / "notebooks")  # what `make lab` does before it starts JupyterLab
     for name, values in SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(values))
@@ -79,7 +79,7 @@ def lab(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "TUTORLIB_HEADLESS"}
     env.update(TUTORLIB_PROFILE="quick", JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"))  # no tabs restored from an earlier session
-    server = subprocess.Popen(course.lab_command(repo / "notebooks", "--no-browser", f"--port={port}",
+    server = subprocess.Popen(lab_tool.lab_command(repo / "notebooks", "--no-browser", f"--port={port}",
                                                  f"--ServerApp.token={TOKEN}"),
                               env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "lab.log").open("w"))
     url = f"http://127.0.0.1:{port}"

@@ -68,11 +68,11 @@ def test_every_asserted_verdict_compares_measured_arms():
 def test_make_confirm_decides_every_verdict_on_other_seeds():
     import subprocess
 
-    from tutorlib import course
+    from tutorlib.tools import paths
 
     dry = subprocess.run(["make", "-n", "confirm"], cwd=ROOT, capture_output=True, text=True)
     assert dry.returncode == 0 and "-m tutorlib.course confirm --seeds 20,21,22" in dry.stdout
-    assert course.CONFIRM_SEEDS == "20,21,22"
+    assert paths.CONFIRM_SEEDS == "20,21,22"
 
 
 def test_notebooks_carry_the_kernelspec_jupyterlab_writes_on_save():

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tutorlib.tools import course, writeup
+from tutorlib.tools import build, paths, writeup
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIB = writeup.read_bibliography(ROOT / "notebooks" / "references.bib")
@@ -95,7 +95,7 @@ def chapter_with_an_exercise() -> nbformat.NotebookNode:
 def test_a_chapter_page_is_titled_links_back_hides_solutions_and_loads_nothing_online(tmp_path):
     nb = chapter_with_an_exercise()
     (tmp_path / "figures").mkdir()
-    record = course.write_chapter(nb, "09_test", tmp_path, None, 1.0, 10.0, [])
+    record = build.write_chapter(nb, "09_test", tmp_path, None, 1.0, 10.0, [])
     page = (tmp_path / "09_test.html").read_text()
     assert "<title>Chapter 9 · A test</title>" in page and "href=\"index.html\"" in page
     assert "answer_1 = 42" not in page and "NotImplementedError" in page and "HIDDEN" not in page
@@ -113,7 +113,7 @@ def test_the_index_shows_claims_figures_verdicts_apart_from_reports_references_a
                        effect=0.05, interval=[0.03, 0.07], units=9)
     asserted["paper"] = "Kornblith et al. 2019 [@kornblith2019better]: better ImageNet models transfer better"
     reported = verdict("a thing we saw", "REPORTED", value=3)
-    chapter = course.write_chapter(nb, "09_test", tmp_path, None, 1.0, 10.0, [asserted, reported])
+    chapter = build.write_chapter(nb, "09_test", tmp_path, None, 1.0, 10.0, [asserted, reported])
     env = writeup.environment(ROOT, "standard", [0, 1, 2], 60.0)
     comparison = writeup.compare([chapter], reference(), "standard", [0, 1, 2])
     page = writeup.write_index([chapter], env, comparison, BIB, tmp_path).read_text()
@@ -126,16 +126,16 @@ def test_the_index_shows_claims_figures_verdicts_apart_from_reports_references_a
 
 
 def test_only_a_whole_clean_standard_run_on_the_default_seeds_becomes_the_reference(monkeypatch, tmp_path):
-    monkeypatch.setattr(course, "REFERENCE_RUN", tmp_path / "reference_run.json")
+    monkeypatch.setattr(paths, "REFERENCE_RUN", tmp_path / "reference_run.json")
     good = {"profile": "standard", "seeds": [0, 1, 2], "tree": "clean"}
     for env, only, failed, words in [({**good, "profile": "quick"}, None, 0, "not standard"),
                                      ({**good, "seeds": [20, 21, 22]}, None, 0, "not the default"),
                                      (good, ["07"], 0, "only some chapters"), (good, None, 1, "1 chapters failed"),
                                      ({**good, "tree": "modified (uncommitted changes)"}, None, 0, "modified")]:
         with pytest.raises(SystemExit, match=words):
-            course.save_reference_run([], env, failed, only)
+            build.save_reference_run([], env, failed, only)
     assert not (tmp_path / "reference_run.json").exists()
-    course.save_reference_run([{"name": "01_x", "verdicts": [verdict("A [gap > 0 on every seed]", smallest_gap=1)]}],
+    build.save_reference_run([{"name": "01_x", "verdicts": [verdict("A [gap > 0 on every seed]", smallest_gap=1)]}],
                               good, 0, None)
     assert json.loads((tmp_path / "reference_run.json").read_text())["verdicts"][0]["estimate"] == 1
 

@@ -1,13 +1,9 @@
-"""`python -m tutorlib.course build | confirm | student | grade | get | test`: the teacher's command (README; docs/design.md, sections 8-9).
+"""`python -m tutorlib.course build | confirm | student | grade | get | lab | test | unit`: the teacher's command.
 
-The code lives in `tutorlib/tools/course.py` with the other tools the notebooks never import; this
-name stays because teachers type it.
+The tools live in `tutorlib/tools/`, one module per job (build, student, grading, lab, testing, kernels), which
+the notebooks never import; this name stays because teachers type it (README; docs/design.md, sections 8-9).
 """
-import sys
-
-from .tools import course as _course
+from .tools.course import main
 
 if __name__ == "__main__":
-    _course.main()
-else:  # `import tutorlib.course` gives the tool module itself, private helpers included
-    sys.modules[__name__] = _course
+    main()

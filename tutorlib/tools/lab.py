@@ -1,0 +1,65 @@
+"""`course lab` and `get`: the chapters in JupyterLab, or copied into a folder of the learner's own."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import paths
+from .student import write_student_versions
+
+def strip_outputs_in_git(folder: Path) -> bool:
+    """Install nbstripout's git filter where `folder` is in a git clone, so a saved run leaves `git diff` empty."""
+    import subprocess
+    import sys
+
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True)
+    if top.returncode != 0:
+        return False  # not a clone (the wheel's `get` folder): nothing to keep clean
+    root = Path(top.stdout.strip())
+    subprocess.run([sys.executable, "-m", "nbstripout", "--install", "--attributes", ".gitattributes"], cwd=root, check=True)
+    subprocess.run(["git", "config", "filter.nbstripout.extrakeys", "metadata.language_info"], cwd=root, check=True)
+    return True
+
+
+def lab_command(folder: Path, *options: str) -> list[str]:
+    """JupyterLab on `folder`, its kernels on encrypted transport where libzmq can (no TCP warning per kernel)."""
+    import sys
+
+    import zmq
+
+    command = [sys.executable, "-m", "jupyterlab", str(folder), *options]
+    if zmq.has("curve"):
+        command.append("--KernelManager.transport_encryption=auto")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # a container's root user; Jupyter refuses it otherwise
+    return command
+
+
+def lab(folder: Path, student: bool = False, force: bool = False) -> int:
+    """Open the chapters (or, with `student`, the students' copies, written first if missing) in JupyterLab."""
+    import subprocess
+
+    if student:
+        write_student_versions(folder, force=force)
+    elif folder.resolve() != paths.NOTEBOOKS.resolve():
+        get(folder, force=force)  # installed from the wheel: the chapters go to a folder of the learner's own
+    strip_outputs_in_git(folder)
+    return subprocess.call(lab_command(folder))
+
+
+def get(out_dir: Path, force: bool = False) -> list[Path]:
+    """Copy the seven chapters into a folder of the learner's own (`jupyter lab DIR` opens them there).
+
+    A chapter already in `out_dir` with other content is the learner's work: it is kept unless `force`.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        target = out_dir / path.name
+        if target.exists() and target.read_bytes() != path.read_bytes() and not force:
+            print(f"kept {target}: it differs from the course's copy (your work?); --force replaces it")
+            continue
+        target.write_bytes(path.read_bytes())
+        copied.append(target)
+    print(f"{len(copied)} chapters in {out_dir}. Open them with:  jupyter lab {out_dir}")
+    return copied
