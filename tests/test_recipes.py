@@ -260,3 +260,11 @@ def test_no_chapter_defines_a_training_recipe_of_its_own():
             own.append(f"{chapter}: {name}")
     assert not own, own
     assert any(name == "explore" for _, name, _ in notebook_functions())  # the scan sees the chapters' functions
+
+
+def test_lp_ft_takes_finetunes_freezing_options(blobs):
+    model = pretrained_cnn()
+    tuned, history = recipes.lp_ft(model, blobs, steps=STEPS, lr=1e-2, seed=1, frozen_groups=1, cache=True)
+    assert torch.equal(tuned.features.block1.conv.weight, model.features.block1.conv.weight)
+    assert not torch.equal(tuned.features.block2.conv.weight, model.features.block2.conv.weight)
+    assert history.steps_run == STEPS

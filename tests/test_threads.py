@@ -96,6 +96,6 @@ def test_a_comparison_of_two_computations_passes_beside_a_busy_process():
     """The test that failed under load when the thread count followed it (cached fine-tuning == freezing)."""
     with busy_process():
         result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                 "tests/test_transfer.py::test_cached_finetune_equals_freezing"],
+                                 "tests/test_recipes.py::test_cached_finetune_equals_freezing"],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -154,11 +154,16 @@ def gradual_unfreezing(model: nn.Module, target: Dataset, *, steps: int, lr: flo
     return net.eval(), History.concat(stages)
 
 
-def lp_ft(model: nn.Module, target: Dataset, *, steps: int, lr: float, seed: int = 0,
+def lp_ft(model: nn.Module, target: Dataset, *, steps: int, lr: float, seed: int = 0, frozen_groups: int = 0,
+          train_bn: bool = False, freeze_bn: bool = False, cache: bool = False,
           **options) -> tuple[nn.Module, History]:
-    """LP-FT: fit the head first (linear probe), so fine-tuning starts from a head that already fits."""
+    """LP-FT: fit the head first (linear probe), so fine-tuning starts from a head that already fits.
+
+    The fine-tuning stage takes `finetune`'s options (frozen groups, BatchNorm, the cached bottom).
+    """
     net, _ = linear_probe(model, target, seed=seed)
-    return _fit(net, target, steps=steps, lr=lr, seed=seed, **options)
+    cached = _freeze(net, frozen_groups, train_bn, freeze_bn, cache)
+    return _fit(net, target, steps=steps, lr=lr, seed=seed, cached_groups=cached, **options)
 
 
 def l2sp(model: nn.Module, target: Dataset, *, steps: int, lr: float, seed: int = 0, alpha: float = 0.1,

@@ -1,7 +1,7 @@
 """What every chapter starts from: the run profile, its seeds, the A/B halves and a clock.
 
 `chapter = runtime.setup()` is a chapter's first line; `chapter.finish()` its last, printing how long it ran
-against the profile's budget (docs/design.md, section 6).
+with which profile and seeds (the budgets it is held to are in the README and docs/design.md, section 6).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Chapter:
     seconds: float | None = None  # set by `finish`
 
     def finish(self) -> None:
-        """Print how long the chapter ran (each profile has a time budget); the number stays in `seconds`.
+        """Print how long the chapter ran, with its profile and seeds; the number stays in `seconds`.
 
         Returns nothing, so a chapter's last cell shows the one line and no stray `Out:` value.
         """
