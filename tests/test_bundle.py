@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tutorlib import data, manifest
+from tutorlib import data, datafiles, manifest
 from tutorlib.tools import bundle
 
 
@@ -15,8 +15,8 @@ def official(tmp_path):
     for prefix, n in (("train", 30), ("t10k", 12)):
         labels = np.tile(np.arange(10, dtype=np.uint8), n)
         images = (np.arange(len(labels)) % 251).astype(np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
-        data.write_idx(images, folder / f"{prefix}-images-idx3-ubyte.gz")
-        data.write_idx(labels, folder / f"{prefix}-labels-idx1-ubyte.gz")
+        datafiles.write_idx(images, folder / f"{prefix}-images-idx3-ubyte.gz")
+        datafiles.write_idx(labels, folder / f"{prefix}-labels-idx1-ubyte.gz")
     return folder
 
 
@@ -31,7 +31,7 @@ def private_data_dir(tmp_path, monkeypatch):
 def test_build_writes_a_stratified_subset_with_hashes(official, private_data_dir):
     out = private_data_dir / "fashion-mnist-small"
     entry = bundle.build(official, out, {"train": 5, "test": 2})
-    images, labels = data.read_idx(out / "train-images-idx3-ubyte.gz"), data.read_idx(out / "train-labels-idx1-ubyte.gz")
+    images, labels = datafiles.read_idx(out / "train-images-idx3-ubyte.gz"), datafiles.read_idx(out / "train-labels-idx1-ubyte.gz")
     assert images.shape == (50, 28, 28) and np.bincount(labels).tolist() == [5] * 10
     assert entry["per_class_counts"]["test"] == {name: 2 for name in data.CLASS_NAMES}
     for name, info in entry["files"].items():
@@ -64,6 +64,6 @@ def test_main_records_its_section_and_keeps_the_others(official, private_data_di
 def test_the_bundled_subset_matches_its_manifest():
     entry = manifest.section("fashion_mnist_small")
     for name, info in entry["files"].items():
-        assert manifest.sha256(data.SMALL_DIR / name) == info["sha256"]
-    labels = torch.from_numpy(data.read_idx(data.SMALL_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+        assert manifest.sha256(datafiles.SMALL_DIR / name) == info["sha256"]
+    labels = torch.from_numpy(datafiles.read_idx(datafiles.SMALL_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
     assert labels.bincount().tolist() == [entry["per_class"]["test"]] * 10

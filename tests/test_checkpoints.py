@@ -148,7 +148,7 @@ def saved_checkpoint(recipe: dict, path: Path) -> str:
     """
     model, _ = checkpoints.train_checkpoint(recipe, progress=False)
     torch.save(checkpoints.portable_state(model), path)
-    return data.sha256(path)
+    return manifest.sha256(path)
 
 
 def test_pretraining_twice_gives_the_same_bytes(tmp_path):

@@ -73,7 +73,7 @@ def test_altered_checkpoint_names_file_and_both_hashes(copied_checkpoints):
     path.write_bytes(path.read_bytes() + b"x")
     with pytest.raises(ValueError) as err:
         models.load_checkpoint("A_w16")
-    assert "A_w16.pt" in str(err.value) and expected in str(err.value) and data.sha256(path) in str(err.value)
+    assert "A_w16.pt" in str(err.value) and expected in str(err.value) and manifest.sha256(path) in str(err.value)
     assert "make checkpoints" in str(err.value)
 
 

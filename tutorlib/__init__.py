@@ -3,6 +3,7 @@
 Modules, one per concern (open any of them: they are meant to be read):
 
 * `tutorlib.data`      datasets as in-memory tensors; splits, few-shot, long tail, label noise, corruptions
+* `tutorlib.datafiles` Fashion-MNIST's files: the IDX format, the bundled subset (sha256-checked), the full set
 * `tutorlib.models`    the course CNN, EfficientNet-Lite with offline ImageNet weights, course checkpoints
 * `tutorlib.anatomy`   how a model is cut: its layer groups, its chain of stages, its head (one protocol)
 * `tutorlib.surgery`   layer groups, freeze / unfreeze, discriminative learning rates, transplant, pruning
@@ -26,20 +27,21 @@ Modules, one per concern (open any of them: they are meant to be read):
                        rates, gradual unfreezing, LP-FT, L2-SP; and distillation
 * `tutorlib.manifest`  data/manifest.json: every bundled file and checkpoint with its sha256
 
-Maintainer and teacher tools (bundle, checkpoints, the course build, grading and the write-up) are in
+`tutorlib._execution` is internal (the device, memory format and modes a model runs in, shared by
+evaluation, train and analysis). Maintainer and teacher tools (bundle, checkpoints, the course build, grading and the write-up) are in
 `tutorlib.tools`; the notebooks never import them.
 """
 from __future__ import annotations
 
 import inspect
 
-from . import (analysis, anatomy, check, data, evaluation, exercises, inputs, losses, manifest, models, plots, pretext,
-               profile, ranks, recipes, runtime, seeds, sources, surgery, threads, train, transfer)
+from . import (analysis, anatomy, check, data, datafiles, evaluation, exercises, inputs, losses, manifest, models, plots,
+               pretext, profile, ranks, recipes, runtime, seeds, sources, surgery, threads, train, transfer)
 
 threads.configure()  # one fixed thread count per machine: the same numbers idle or busy (see threads.py)
 
 __version__ = "0.1.0"
-__all__ = ["analysis", "anatomy", "check", "data", "evaluation", "exercises", "inputs", "losses", "manifest", "models",
+__all__ = ["analysis", "anatomy", "check", "data", "datafiles", "evaluation", "exercises", "inputs", "losses", "manifest", "models",
            "plots", "pretext", "profile", "ranks", "recipes", "runtime", "seeds", "sources", "surgery", "threads", "train",
            "transfer", "show"]
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 
 from . import inputs
-from .evaluation import input_mismatch, is_shape_error, modes_kept, predict
+from ._execution import input_mismatch, is_shape_error, modes_kept
+from .evaluation import predict
 from .inputs import Data
 from .losses import check_reference, named_weights
 from .surgery import layer_groups

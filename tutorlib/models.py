@@ -22,7 +22,7 @@ from . import inputs
 from . import manifest
 from .seeds import seed_everything
 from .anatomy import Anatomy, Lambda, Stages, describe, wrapped
-from .surgery import layer_groups, resolve_depth
+from .surgery import resolve_depth
 
 
 # ----------------------------------------------------------------------------- the course CNN
@@ -270,7 +270,11 @@ def stages(model: nn.Module) -> Stages:
 
     The modules are the model's own (shared, not copied), so training a stage trains the model.
     """
-    chain = describe(model).stages
+    return _chain(model, describe(model))
+
+
+def _chain(model: nn.Module, body: Anatomy) -> Stages:
+    chain = body.stages
     if chain is None:
         raise TypeError(f"{type(model).__name__} cannot be cut into a chain of stages (its forward does more than "
                         f"run its parts in order). Freeze it with surgery.freeze instead of cutting it.")
@@ -283,8 +287,8 @@ def split(model: nn.Module, frozen_groups: int | str) -> tuple[nn.Sequential, nn
     Why: a frozen bottom gives the same output every step, so it can run once over the data and the
     top can train on (and be scored on) what it produced: Yosinski-style freezing without re-running the bottom.
     """
-    chain = stages(model)
-    groups = layer_groups(model)
+    body = describe(model)  # one reading of the model: its chain and its groups
+    chain, groups = _chain(model, body), body.groups
     names, depth = [name for name, _ in groups], resolve_depth(groups, frozen_groups)
     if len(names) < 2:
         raise ValueError(f"{type(model).__name__} has one layer group ({names[0]!r}, its head): there is no bottom to "

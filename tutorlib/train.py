@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import inputs
-from .evaluation import evaluate, fast_format, input_mismatch, is_shape_error, modes_kept, resolve_device
+from ._execution import fast_format, input_mismatch, is_shape_error, modes_kept, resolve_device
+from .evaluation import evaluate
 from .inputs import Data
 from .seeds import seed_everything
 from .surgery import train_mode

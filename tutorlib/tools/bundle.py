@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .. import manifest
-from ..data import CLASS_NAMES, DEBIAN_DIR, SMALL_DIR, few_shot, find_idx_files, read_idx, write_idx
+from ..data import CLASS_NAMES, few_shot
+from ..datafiles import DEBIAN_DIR, SMALL_DIR, find_idx_files, read_idx, write_idx
 
 LICENCE = """Fashion-MNIST subset bundled with this course.
 
