@@ -7,9 +7,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from tqdm.auto import tqdm
 
 from . import profile as profiles
+from .seeds import derive
 from .transfer import Halves, load_halves
+
+
+class Draw(NamedTuple):
+    """One unit of a verdict: the run's seed, the draw's number within it, and the draw's own seed."""
+    seed: int
+    k: int
+    draw_seed: int
 
 
 @dataclass
@@ -21,6 +32,19 @@ class Chapter:
     halves: Halves | None
     started: float = field(default_factory=time.perf_counter)
     seconds: float | None = None  # set by `finish`
+
+    def per_seed(self, decided: int, quick: int) -> int:
+        """Draws per seed: `decided` where the profile decides verdicts, `quick` in the quick profile.
+
+        The quick profile runs fewer draws, so its interval verdicts may say INCONCLUSIVE instead.
+        """
+        return decided if self.profile.decides else quick
+
+    def draws(self, per_seed: int, desc: str = "draws") -> tqdm:
+        """Every draw of the run, seed by seed, with a progress bar: draw k of a seed gets its own target images,
+        initialisation and batch order from its own seed, `seeds.derive(seed, f"draw {k}")`."""
+        units = [Draw(seed, k, derive(seed, f"draw {k}")) for seed in self.seeds for k in range(per_seed)]
+        return tqdm(units, desc=desc)
 
     def finish(self) -> None:
         """Print how long the chapter ran, with its profile and seeds; the number stays in `seconds`.
