@@ -58,11 +58,25 @@ def halves() -> tuple[tuple, tuple, tuple]:
             data.select_classes(test, data.HALF_B))
 
 
+def cpu() -> str:
+    """The CPU's model name and the widest vector set oneDNN may use here (AVX-512 or AVX2: timings differ 2-3x)."""
+    import os
+    import re
+    from pathlib import Path
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = re.search(r"model name\s*:\s*(.+)", info)
+    flags = set((re.search(r"flags\s*:\s*(.+)", info) or re.search("()", "")).group(1).split())
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{name.group(1).strip() if name else 'unknown CPU'}, {isa}" + (f" (ONEDNN_MAX_CPU_ISA={limit})" if limit else "")
+
+
 def machine() -> str:
     import platform
 
-    return (f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-            f"Python {platform.python_version()}")
+    return (f"{cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
 
 
 def table(rows: list[dict]) -> str:

@@ -8,6 +8,7 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.anatomy`   how a model is cut: its layer groups, its chain of stages, its head (one protocol)
 * `tutorlib.surgery`   layer groups, freeze / unfreeze, discriminative learning rates, transplant, pruning
 * `tutorlib.train`     `fit` (the one training loop, with `train_step` at its heart)
+* `tutorlib.engine`    many draws of the course CNN trained as one computation, each as `fit` trains it
 * `tutorlib.evaluation` predict, evaluate, extract_features, linear_probe
 * `tutorlib.losses`    distillation and L2-SP losses, `snapshot` for reference weights
 * `tutorlib.inputs`    the input contract every public function checks (shapes, dtypes, ranges)
@@ -35,15 +36,15 @@ from __future__ import annotations
 
 import inspect
 
-from . import (analysis, anatomy, check, data, datafiles, evaluation, exercises, inputs, losses, manifest, models, plots,
-               pretext, profile, ranks, recipes, runtime, seeds, sources, surgery, threads, train, transfer)
+from . import (analysis, anatomy, check, data, datafiles, engine, evaluation, exercises, inputs, losses, manifest, models,
+               plots, pretext, profile, ranks, recipes, runtime, seeds, sources, surgery, threads, train, transfer)
 
 threads.configure()  # one fixed thread count per machine: the same numbers idle or busy (see threads.py)
 
 __version__ = "0.1.0"
-__all__ = ["analysis", "anatomy", "check", "data", "datafiles", "evaluation", "exercises", "inputs", "losses", "manifest", "models",
-           "plots", "pretext", "profile", "ranks", "recipes", "runtime", "seeds", "sources", "surgery", "threads", "train",
-           "transfer", "show"]
+__all__ = ["analysis", "anatomy", "check", "data", "datafiles", "engine", "evaluation", "exercises", "inputs", "losses",
+           "manifest", "models", "plots", "pretext", "profile", "ranks", "recipes", "runtime", "seeds", "sources", "surgery",
+           "threads", "train", "transfer", "show"]
 
 
 def show(obj) -> None:
