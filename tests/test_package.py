@@ -50,7 +50,7 @@ def test_every_chapter_sets_some_verdicts_against_a_paper():
     registry = tomllib.loads((ROOT / "notebooks" / "verdicts.toml").read_text())
     for path in NOTEBOOK_PATHS:
         sources = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-        registered = re.findall(r'check\.registered\("(\w+)"', sources)
+        registered = re.findall(r'check\.registered\(\s*"(\w+)"', sources)
         with_paper = sources.count("paper=") + sum("paper" in registry[key] for key in registered)
         assert with_paper >= 3, f"{path.name}: fewer than 3 verdicts name their anchor paper"
 
@@ -171,3 +171,11 @@ def test_no_import_cycle_between_tutorlib_modules():
 
     for module in graph:
         visit(module, [])
+
+
+def test_chapter_code_fits_110_characters_a_line():
+    """Learners read the chapters' code: no line runs past 110 characters (the package's own width)."""
+    long = [f"{path.name} cell {i}: {line[:60]}..." for path in NOTEBOOK_PATHS
+            for i, cell in enumerate(json.loads(path.read_text())["cells"]) if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines() if len(line) > 110]
+    assert not long, long
