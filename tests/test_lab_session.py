@@ -169,7 +169,7 @@ def run_explorer(page, control: str, option: str) -> str:
 def test_the_explorer_redraws_before_and_after_a_reload_and_git_stays_clean(lab):
     path = lab["repo"] / "notebooks" / "03_gradients.ipynb"
     page = open_notebook(lab, path.name)
-    run_cell(page, "import tutorlib")  # the chapter's setup: imports, data, the quick profile
+    run_cell(page, "runtime.setup()")  # the chapter's setup: imports, data, the quick profile
     run_cell(page, "plots.explorer(explore")
     page.wait_for_selector(".widget-image", timeout=60_000)
     assert menus(page) == ["30", "xavier", "0.02", "none", "False"]  # clip=None shows as "none", not blank
@@ -196,7 +196,7 @@ def test_every_chapter_run_and_saved_leaves_git_diff_empty(lab, name):
     """Each other chapter: its first cell run (an execution count, outputs) and saved, as JupyterLab writes it."""
     path = lab["repo"] / "notebooks" / name
     page = open_notebook(lab, name)
-    run_cell(page, "import tutorlib")
+    run_cell(page, "runtime.setup()")  # in every chapter's first code cell
     save(page, path)
     page.close()
     shut_down_kernels(lab)
