@@ -21,6 +21,7 @@ sys.path.insert(0, str(HERE))
 import bench_cache  # noqa: E402
 import bench_data  # noqa: E402
 import bench_engine  # noqa: E402
+import bench_eval_batch  # noqa: E402
 import bench_load  # noqa: E402
 import bench_loop  # noqa: E402
 import bench_notebooks  # noqa: E402
@@ -30,7 +31,8 @@ import bench_utilisation  # noqa: E402
 from common import machine, table  # noqa: E402
 
 SECTIONS = {"loop": bench_loop, "data": bench_data, "probe": bench_probe, "cache": bench_cache,
-            "time_to_accuracy": bench_time_to_accuracy, "utilisation": bench_utilisation, "engine": bench_engine}
+            "time_to_accuracy": bench_time_to_accuracy, "utilisation": bench_utilisation, "engine": bench_engine,
+            "eval_batch": bench_eval_batch}
 NOTES = HERE / "NOTES.md"
 
 
