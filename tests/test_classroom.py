@@ -151,7 +151,7 @@ def test_readme_nbgrader_commands_run_as_written_and_agree_with_course_grade(tmp
     errors = [o.ename for c in autograded.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert "NameError" not in errors  # the stub's self-check says "Not yet", as in the course's own student copy
     assert "alice" in (course_dir / "grades.csv").read_text()
-    ours = grading.grade(submitted / "07_choosing_a_model.ipynb", key=MINI)
+    ours = grading.grade(submitted / "07_choosing_a_model.ipynb", key=MINI).rows
     assert [r["status"] for r in ours] == ["correct", "not yet", "not yet"], ours
 
     log = release.stderr + graded.stderr

@@ -62,7 +62,7 @@ def test_grade_reads_the_self_checks_of_a_submission(tmp_path):
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "submission.ipynb")
-    rows = grading.grade(tmp_path / "submission.ipynb")
+    rows = grading.grade(tmp_path / "submission.ipynb").rows
     assert [r["status"] for r in rows] == ["correct", "not yet", "not yet"]
     assert "it is 2" in rows[1]["detail"] and "no answer" in rows[2]["detail"]
 

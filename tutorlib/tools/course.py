@@ -3,7 +3,7 @@
     python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build] [--keep-going] [--save-reference]
     python -m tutorlib.course confirm [--seeds 20,21,22]          # make confirm
     python -m tutorlib.course student [--out build/student]       # make student
-    python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick]
+    python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick] [--timeout S]
     python -m tutorlib.course get [DIR]                           # the chapters, copied into DIR
     python -m tutorlib.course lab [--student] [--out DIR]         # make lab / make lab-student
     python -m tutorlib.course test | unit                         # make test / make unit
@@ -37,11 +37,17 @@ from pathlib import Path
 from ..profile import ENV_VAR, SEEDS_VAR, current
 from . import paths
 from .build import build
-from .grading import grade
+from .grading import CELL_TIMEOUT, NOTEBOOK_TIMEOUT, grade_all
 from .kernels import stop_on_signals
 from .lab import get, lab
 from .student import write_student_versions
 from .testing import run_tests
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds >= 1, e.g. --timeout 120")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
     parser.add_argument("--out", type=Path, help="output folder (default: build/, build/confirm/ or build/student/)")
     parser.add_argument("--key", type=Path, help="grade: the answer key (default: the course's chapter of that name)")
+    parser.add_argument("--timeout", type=_seconds, default=CELL_TIMEOUT,
+                        help=f"grade: seconds a cell may run before it is interrupted (default {CELL_TIMEOUT})")
+    parser.add_argument("--notebook-timeout", type=_seconds, default=NOTEBOOK_TIMEOUT,
+                        help=f"grade: seconds a submission may run before it is stopped (default {NOTEBOOK_TIMEOUT})")
     parser.add_argument("--seeds", default=paths.CONFIRM_SEEDS, help=f"confirm: the seed set (default {paths.CONFIRM_SEEDS})")
     parser.add_argument("--force", action="store_true",
                         help="get / student: replace chapters that differ from the course's (a learner's work)")
@@ -85,16 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[ENV_VAR] = current(args.profile).name
     stop_on_signals()
     if args.command == "grade":
-        for path in args.notebooks:
-            try:
-                rows = grade(path, key=args.key)
-            except KeyboardInterrupt as stop:
-                print(f"Stopped ({stop or 'SIGINT'}) while grading {path}; its kernel was shut down.")
-                raise SystemExit(130 if str(stop) in ("", "SIGINT") else 143) from None
-            print(f"{path}: {sum(r['status'] == 'correct' for r in rows)} of {len(rows)} exercises correct")
-            for r in rows:
-                print(f"  exercise {r['exercise']}: {r['status']:8s} {r['detail']}")
-        return
+        try:
+            graded = grade_all(args.notebooks, key=args.key, cell_timeout=args.timeout,
+                               notebook_timeout=args.notebook_timeout)
+        except KeyboardInterrupt as stop:
+            print(f"Stopped ({stop or 'SIGINT'}); the kernel of the submission being graded was shut down.")
+            raise SystemExit(130 if str(stop) in ("", "SIGINT") else 143) from None
+        raise SystemExit(1 if any(not g.rows for g in graded) else 0)  # 1: a file could not be graded at all
     raise SystemExit(1 if build(args.only, args.out or paths.BUILD, keep_going=args.keep_going,
                            save_reference=args.save_reference) else 0)
 
