@@ -4,8 +4,9 @@ import shutil
 
 import pytest
 import torch
+import torch.nn as nn
 
-from tutorlib import data, manifest, models, surgery
+from tutorlib import data, manifest, models, recipes, surgery
 
 
 def test_small_cnn_shapes_and_groups():
@@ -143,3 +144,45 @@ def test_lite0_takes_course_images_and_its_random_weights_follow_the_seed(lite_r
 @pytest.fixture(scope="module")
 def lite_random():
     return models.lite0(pretrained=False, seed=0).eval()
+
+
+class _Residual(nn.Module):
+    """A model whose forward adds a skip connection its list of children cannot show."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(784, 32))
+        self.block = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.head(h + self.block(h).relu())
+
+
+class _Twice(_Residual):
+    """A model that applies one layer twice."""
+
+    def forward(self, x):
+        return self.head(self.block(self.block(self.stem(x))))
+
+
+@pytest.mark.parametrize("kind", [_Residual, _Twice])
+def test_split_with_a_probe_refuses_a_model_whose_forward_is_not_its_chain(kind):
+    torch.manual_seed(0)
+    probe = torch.rand(8, 1, 28, 28)
+    for depth in (1, 2):
+        models.split(kind(), depth)  # without a probe nothing can be checked
+        with pytest.raises(ValueError, match="not its layers one after another.*outputs differ.*without cache=True"):
+            models.split(kind(), depth, probe=probe)
+    with pytest.raises(ValueError, match="not its layers one after another"):
+        recipes.finetune(kind(), (torch.rand(20, 1, 28, 28), torch.arange(20) % 5), steps=1, lr=1e-3,
+                         frozen_groups=1, cache=True)
+
+
+def test_split_with_a_probe_accepts_the_course_models():
+    probe = torch.rand(8, 1, 28, 28)
+    for model in (models.fresh_cnn(8, 4, 5, seed=0), models.lite0()):
+        bottom, top = models.split(model.eval(), 2, probe=probe)
+        with torch.no_grad():
+            assert torch.allclose(top(bottom(probe)), model(probe), rtol=1e-3, atol=1e-4)

@@ -21,6 +21,7 @@ import pickle
 from . import inputs
 from . import manifest
 from .seeds import seed_everything
+from ._execution import modes_kept
 from .anatomy import Anatomy, Lambda, Stages, describe, wrapped
 from .surgery import resolve_depth
 
@@ -281,11 +282,14 @@ def _chain(model: nn.Module, body: Anatomy) -> Stages:
     return chain
 
 
-def split(model: nn.Module, frozen_groups: int | str) -> tuple[nn.Sequential, nn.Sequential]:
+def split(model: nn.Module, frozen_groups: int | str,
+          probe: torch.Tensor | None = None) -> tuple[nn.Sequential, nn.Sequential]:
     """(bottom, top): the first `frozen_groups` layer groups and everything after; top(bottom(x)) == model(x).
 
     Why: a frozen bottom gives the same output every step, so it can run once over the data and the
     top can train on (and be scored on) what it produced: Yosinski-style freezing without re-running the bottom.
+    probe: a few input images; if given, split checks top(bottom(probe)) == model(probe) and refuses a model
+    whose forward is not its layers in order (a skip connection around the cut, a layer used twice).
     """
     body = describe(model)  # one reading of the model: its chain and its groups
     chain, groups = _chain(model, body), body.groups
@@ -297,7 +301,29 @@ def split(model: nn.Module, frozen_groups: int | str) -> tuple[nn.Sequential, nn
         raise ValueError(f"split needs 1 to {len(names) - 1} frozen groups (the head must stay on top), got "
                          f"{frozen_groups!r}. This model's groups, input to head: {names}.")
     cut = next(i for i, (name, _) in enumerate(chain) if name == names[depth - 1]) + 1
-    return nn.Sequential(*[m for _, m in chain[:cut]]), nn.Sequential(*[m for _, m in chain[cut:]])
+    bottom, top = nn.Sequential(*[m for _, m in chain[:cut]]), nn.Sequential(*[m for _, m in chain[cut:]])
+    if probe is not None:
+        _check_chain(model, bottom, top, probe, frozen_groups)
+    return bottom, top
+
+
+def _check_chain(model: nn.Module, bottom: nn.Module, top: nn.Module, probe: torch.Tensor, where) -> None:
+    with torch.no_grad(), modes_kept(model):
+        model.eval()
+        whole = model(probe)
+        try:
+            parts = top(bottom(probe))
+        except RuntimeError as err:  # e.g. a flatten done in forward() and not by a layer
+            parts, gap = None, f"the layers alone fail: {str(err).splitlines()[0]}"
+    if parts is not None and whole.shape != parts.shape:
+        gap = f"output shape {tuple(parts.shape)} instead of {tuple(whole.shape)}"
+    elif parts is not None and not torch.allclose(whole, parts, rtol=1e-3, atol=1e-4):
+        gap = f"outputs differ by up to {(whole - parts).abs().max().item():.3g}"
+    if parts is None or whole.shape != parts.shape or not torch.allclose(whole, parts, rtol=1e-3, atol=1e-4):
+        raise ValueError(f"{type(model).__name__}'s forward is not its layers one after another (a skip connection, "
+                         f"a layer used twice, a functional step): split at {where!r} would compute something else "
+                         f"({gap}, on {len(probe)} images). Train it without cache=True, "
+                         f"or freeze it with surgery.freeze, which does not split it.")
 
 
 # ----------------------------------------------------------------------------- course checkpoints

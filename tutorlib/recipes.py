@@ -70,8 +70,8 @@ def _cached_top(net: nn.Module, target: Dataset, frozen_groups: int, fit_options
         if fit_options.get(option) is not None:
             raise ValueError(f"cache=True trains the top on cached activations, so fit's {option}= (made for "
                              f"the whole model and images) does not apply; drop cache=True to use it.")
-    bottom, top = split(net, frozen_groups)
     tensors = inputs.dataset(target, "target")
+    bottom, top = split(net, frozen_groups, probe=tensors[0][:8])
     return top, (predict(bottom, tensors[0]).clone(), *tensors[1:]), {**fit_options, "activations": True}
 
 
