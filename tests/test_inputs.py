@@ -5,6 +5,7 @@ silent wrong results that now raise (or give the right answer), and raw library 
 was wrong and what to do. Each case checks the exception type and a phrase of the fix.
 """
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -192,6 +193,15 @@ RAW_CASES = {
     "group_gradient_norms before backward": (lambda: analysis.group_gradient_norms(tiny_cnn()), ValueError, "backward()"),
     "fit on activations with NaN": (lambda: train.fit(nn.Flatten(), (torch.full((4, 2, 2, 2), float("nan")), LABELS[:4]),
                                                       steps=1, lr=1e-3, activations=True), ValueError, "NaN"),
+    # round three's held-out inputs
+    "mean_sd of a NaN": (lambda: check.mean_sd([0.8, float("nan")]), ValueError, "diverged or missing run"),
+    "per_seed with a missing run": (lambda: check.per_seed(pd.DataFrame({"seed": [0, 0, 1], "arm": ["a", "b", "a"],
+                                                                         "v": [1.0, 2.0, 3.0]}), by="arm", value="v"),
+                                    ValueError, "[(1, 'b')]. A missing run is not a diverged one"),
+    "$TUTORLIB_THREADS=999": (lambda: _threads_env("999"), ValueError, "more threads than this machine"),
+    "finetune on labels 5-7": (lambda: __import__("tutorlib").recipes.finetune(
+        tiny_cnn(), (IMAGES[:9], torch.tensor([5, 6, 7] * 3)), steps=1, lr=1e-3), ValueError, "select_classes"),
+    "count_flops of (12, 12)": (lambda: analysis.count_flops(tiny_cnn(), (12, 12)), ValueError, "pass (C, H, W), e.g. (1, 12, 12)"),
 }
 
 

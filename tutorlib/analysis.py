@@ -153,9 +153,13 @@ def count_flops(model: nn.Module, input_shape) -> int:
         with counter, torch.no_grad():
             try:
                 model(torch.zeros(shape, device=_device(model)))
-            except RuntimeError as err:
-                if not is_shape_error(err):
+            except (RuntimeError, ValueError) as err:  # BatchNorm says "expected 4D input" with a ValueError
+                if not is_shape_error(err) and "input" not in str(err):
                     raise
+                if len(shape) == 3:
+                    raise ValueError(f"input_shape {tuple(input_shape)} has no channel axis, so it was read as "
+                                     f"{shape[1:]} one example of {shape[1]} channels: pass (C, H, W), e.g. "
+                                     f"(1, {', '.join(map(str, shape[1:]))}).") from err
                 raise input_mismatch(model, torch.zeros(shape), err) from err
     return int(counter.get_total_flops())
 

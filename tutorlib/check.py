@@ -120,7 +120,13 @@ def per_seed(table: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
     if table.duplicated(["seed", by]).any():
         raise ValueError(f"Some seed has two rows for one {by!r}: filter the table to one measurement per seed and "
                          f"{by!r} first (e.g. table[table.shots == 5]).")
-    return table.pivot(index="seed", columns=by, values=value)
+    wide = table.pivot(index="seed", columns=by, values=value)
+    holes = [(seed, arm) for seed, row in wide.iterrows() for arm in wide.columns
+             if not ((table.seed == seed) & (table[by] == arm)).any()]
+    if holes:
+        raise ValueError(f"Some seeds have no row for some {by!r}: (seed, {by}) = {holes[:5]}. A missing run is not a "
+                         f"diverged one (a NaN): rerun it, or filter the table to the seeds every arm has.")
+    return wide
 
 
 def _numbers(values: Any, name: str, per: str) -> pd.Series:
@@ -355,5 +361,8 @@ def mean_sd(values) -> str:
     values = [float(v) for v in values]
     if not values:
         raise ValueError("mean_sd needs at least one value.")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"mean_sd got {values}: a NaN or inf is a diverged or missing run. Score it first "
+                         f"(e.g. as chance) or report it apart; a mean over it means nothing.")
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.3f} ± {sd:.3f} (n={len(values)})"

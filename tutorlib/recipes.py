@@ -46,7 +46,12 @@ Recipe = Callable[..., tuple[nn.Module, History]]
 
 def _start(model: nn.Module, target: Dataset, seed: int) -> nn.Module:
     """A trainable copy of `model` with a fresh classifier for the target's classes, its weights drawn from `seed`."""
-    num_classes = int(inputs.class_dataset(target, "target")[1].max()) + 1
+    labels = inputs.class_dataset(target, "target")[1]
+    lowest, num_classes = int(labels.min()), int(labels.max()) + 1
+    if lowest > 0:
+        raise ValueError(f"The target's labels run from {lowest} to {num_classes - 1}, but a new head has one output "
+                         f"per class from 0: {lowest} of its {num_classes} outputs would never be trained. Relabel "
+                         f"them from 0, e.g. data.select_classes(dataset, {sorted(set(labels.tolist()))}).")
     net = surgery.thaw(copy.deepcopy(inputs.module(model)))
     seed_everything(seed)
     anatomy.reset_head(net, num_classes)

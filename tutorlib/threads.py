@@ -33,6 +33,10 @@ def pinned() -> int | None:
         if value:
             if not value.isdigit() or int(value) < 1:
                 raise ValueError(f"${var}={value!r} must be a positive whole number of threads, e.g. {var}=2.")
+            cores = os.cpu_count() or 1
+            if int(value) > cores:
+                raise ValueError(f"${var}={value} asks for more threads than this machine's {cores} logical cores: "
+                                 f"they would take turns and every step would wait. Use {var}={cores} or fewer.")
             return int(value)
     return None
 
