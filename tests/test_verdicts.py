@@ -187,3 +187,21 @@ def _first_commit_with(key: str, path: str) -> str:
 
 def test_profiles_say_whether_they_decide():
     assert not profile.current("quick").decides and profile.current("standard").decides
+
+
+GOOD_ENTRY = '[ch0_x]\nkind = "effect"\nclaim = "c"\nnames = ["a", "b"]\nmin_effect = 0.0\nunits = 6\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD_ENTRY.replace('names = ["a", "b"]\n', ""), "lacks ['names']"),
+    (GOOD_ENTRY + GOOD_ENTRY, "A key defined twice"),
+    (GOOD_ENTRY.replace('"effect"', '"non_inferiority"'), "did you mean 'non-inferiority'?"),
+    (GOOD_ENTRY.replace('["a", "b"]', '["a"]'), "must name the two arms"),
+])
+def test_a_damaged_registry_names_the_file_the_entry_and_the_fix(tmp_path, monkeypatch, text, message):
+    registry = tmp_path / "verdicts.toml"
+    registry.write_text(text)
+    monkeypatch.setattr(check, "_verdicts_file", lambda: registry)
+    with pytest.raises(ValueError) as info:
+        check.preregistration("ch0_x")
+    assert message in str(info.value) and str(registry) in str(info.value), str(info.value)

@@ -20,6 +20,7 @@ are in `tutorlib.exercises`.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -315,13 +316,38 @@ def _verdicts_file() -> Path:
 
 def preregistration(key: str | None = None) -> dict:
     """The pre-registered verdicts (notebooks/verdicts.toml), or the entry `key`: fixed before the confirming run."""
-    with open(_verdicts_file(), "rb") as f:
-        entries = tomllib.load(f)
+    path = _verdicts_file()
+    try:
+        with open(path, "rb") as f:
+            entries = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:  # a duplicated [key] lands here too
+        raise ValueError(f"{path} is not valid TOML ({err}). A key defined twice means two entries share a name: "
+                         f"restore the file with `git checkout -- notebooks/verdicts.toml`.") from None
+    for name, entry in entries.items():
+        _check_entry(name, entry, path)
     if key is None:
         return entries
     if key not in entries:
         raise KeyError(f"No verdict {key!r} is pre-registered in notebooks/verdicts.toml; registered: {sorted(entries)}.")
     return entries[key]
+
+
+def _check_entry(name: str, entry: dict, path: Path) -> None:
+    """A registry entry has what `registered` reads, with a kind from RULES; else an error that names the field."""
+    where = f"Verdict [{name}] in {path}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be a table of fields, got {entry!r}.")
+    if entry.get("kind") not in RULES:
+        close = difflib.get_close_matches(str(entry.get("kind")), RULES, n=1)
+        raise ValueError(f"{where} has kind = {entry.get('kind')!r}; kinds are {sorted(RULES)}"
+                         + (f" (did you mean {close[0]!r}?)." if close else "."))
+    threshold = "bound" if entry["kind"] == "equivalence" else "min_effect"
+    missing = [f for f in ("claim", "names", "units", threshold) if f not in entry]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}: every entry names its claim, its two arms (names = [a, b]), its "
+                         f"units and its {threshold} (see the comment at the top of the file).")
+    if not (isinstance(entry["names"], list) and len(entry["names"]) == 2):
+        raise ValueError(f"{where} has names = {entry['names']!r}; it must name the two arms, e.g. names = [\"FT\", \"LP\"].")
 
 
 def _threshold(entry: dict) -> float:
