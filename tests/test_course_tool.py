@@ -147,3 +147,22 @@ def test_a_build_stops_when_told_and_leaves_no_kernel(tmp_path, signame):
     assert "without encryption" not in output  # the kernel runs on encrypted transport: nothing to warn about
     _, alive = psutil.wait_procs(kernels, timeout=10)
     assert not alive, f"kernels left running: {alive}"
+
+
+def test_a_damaged_reference_run_is_named_and_skipped_not_a_crash(tmp_path, monkeypatch, capsys):
+    damaged = tmp_path / "reference_run.json"
+    monkeypatch.setattr(paths, "REFERENCE_RUN", damaged)
+    for text in ('{"environment": {"profile": "standard"', '{"verdicts": []}', "[]"):
+        damaged.write_text(text)
+        assert build._reference_run() is None
+        assert "is damaged" in capsys.readouterr().out
+
+
+def test_get_into_a_file_says_so(tmp_path):
+    from tutorlib.tools import lab
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        lab.get(a_file)
+    assert a_file.read_text() == "mine"

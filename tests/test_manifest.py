@@ -33,3 +33,11 @@ def test_record_writes_a_section_or_one_key_and_keeps_the_rest(private_manifest)
 def test_the_committed_manifest_names_every_checkpoint_file():
     checkpoints = manifest.section("checkpoints")
     assert checkpoints and all((manifest.DATA_DIR / info["file"]).exists() for info in checkpoints.values())
+
+
+def test_a_merge_conflicted_manifest_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    conflicted = tmp_path / "manifest.json"
+    conflicted.write_text('{\n<<<<<<< HEAD\n "a": 1\n=======\n "a": 2\n>>>>>>> other\n}\n')
+    monkeypatch.setattr(manifest, "PATH", conflicted)
+    with pytest.raises(ValueError, match="merge-conflict markers.*git checkout -- data/manifest.json"):
+        manifest.read()

@@ -34,7 +34,15 @@ def sha256(path: str | Path) -> str:
 
 def read() -> dict:
     """The whole manifest ({} when there is none yet)."""
-    return json.loads(PATH.read_text()) if PATH.exists() else {}
+    if not PATH.exists():
+        return {}
+    text = PATH.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        conflict = " It holds git merge-conflict markers (<<<<<<<): resolve them," if "<<<<<<<" in text else ""
+        raise ValueError(f"{PATH} is not valid JSON ({err}).{conflict} Restore it with "
+                         f"`git checkout -- data/manifest.json` (or reinstall the course's wheel).") from None
 
 
 def section(name: str) -> dict:

@@ -83,7 +83,7 @@ def finish_build(chapters: list[dict], seconds: float, out_dir: Path, only: list
     """The index, run.json and the comparison with the reference run; print the verdicts and the count."""
     prof = current()
     env = writeup.environment(paths.ROOT if paths.IN_CLONE else None, prof.name, list(prof.seeds), seconds, only)
-    reference = json.loads(paths.REFERENCE_RUN.read_text()) if paths.REFERENCE_RUN.exists() else None
+    reference = _reference_run()
     comparison = writeup.compare(chapters, reference, prof.name, list(prof.seeds))
     bibliography = writeup.read_bibliography(paths.BIBLIOGRAPHY)
     index = writeup.write_index(chapters, env, comparison, bibliography, out_dir / "course")
@@ -101,6 +101,20 @@ def finish_build(chapters: list[dict], seconds: float, out_dir: Path, only: list
         save_reference_run(chapters, env, failed, only)
     print(f"Wrote {index} ({len(chapters)} chapters, {seconds / 60:.1f} min in all; seeds {list(prof.seeds)}).")
     return failed
+
+
+def _reference_run() -> dict | None:
+    """The committed reference run, or None (with a warning) when it is missing or damaged: the index still gets written."""
+    if not paths.REFERENCE_RUN.exists():
+        return None
+    try:
+        reference = json.loads(paths.REFERENCE_RUN.read_text())
+        reference["environment"]["profile"], reference["environment"]["seeds"], reference["verdicts"]
+        return reference
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        print(f"Warning: {paths.REFERENCE_RUN} is damaged ({type(err).__name__}: {err}); this build is not compared "
+              f"with it. Restore it with `git checkout -- notebooks/reference_run.json`.")
+        return None
 
 
 def save_reference_run(chapters: list[dict], env: dict, failed: int, only: list[str] | None) -> None:

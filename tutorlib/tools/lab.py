@@ -52,14 +52,20 @@ def get(out_dir: Path, force: bool = False) -> list[Path]:
 
     A chapter already in `out_dir` with other content is the learner's work: it is kept unless `force`.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SystemExit(f"{out_dir} is a file, not a folder: name a new or existing folder, e.g. `get my-course`.")
     copied = []
-    for path in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        target = out_dir / path.name
-        if target.exists() and target.read_bytes() != path.read_bytes() and not force:
-            print(f"kept {target}: it differs from the course's copy (your work?); --force replaces it")
-            continue
-        target.write_bytes(path.read_bytes())
-        copied.append(target)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+            target = out_dir / path.name
+            if target.exists() and target.read_bytes() != path.read_bytes() and not force:
+                print(f"kept {target}: it differs from the course's copy (your work?); --force replaces it")
+                continue
+            target.write_bytes(path.read_bytes())
+            copied.append(target)
+    except PermissionError as err:
+        raise SystemExit(f"Cannot write the chapters into {out_dir}: {err.strerror} ({err.filename}). Pick a "
+                         f"folder you can write to, e.g. one in your home folder.") from None
     print(f"{len(copied)} chapters in {out_dir}. Open them with:  jupyter lab {out_dir}")
     return copied
