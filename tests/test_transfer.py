@@ -108,6 +108,21 @@ def test_choose_on_validation_never_picks_a_diverged_option_and_says_when_all_di
         transfer.choose_on_validation(fragile, blobs, (1.0, 3.0), validation=blobs)
 
 
+def test_choose_on_validation_never_picks_a_model_with_nan_weights(blobs):
+    """NaN weights predict one class everywhere: a finite accuracy that could win; scored NaN instead."""
+    def poisoned(part, lr):
+        model, history = recipes.finetune(tiny_cnn(num_classes=4).eval(), part, lr=lr, steps=6, seed=1)
+        if lr > 1e-2:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+        return model, history
+
+    choice = transfer.choose_on_validation(poisoned, blobs, (1.0, 3e-3), validation=blobs)
+    assert choice.option == 3e-3 and choice.scores[1.0] != choice.scores[1.0]
+    with pytest.raises(train.TrainingDiverged, match="NaN weights"):
+        transfer.choose_on_validation(poisoned, blobs, (1.0, 3.0), validation=blobs)
+
+
 @pytest.mark.parametrize("bad, error, words", [
     (dict(options=()), ValueError, "at least one option"), (dict(options=0.1), ValueError, "must be a list"),
     (dict(train_fn="finetune"), TypeError, "train_fn must be a function"),

@@ -124,12 +124,15 @@ def choose_on_validation(train_fn: Callable[[Dataset, object], nn.Module | tuple
             scores[option], diverged = float("nan"), err
             continue
         model = model[0] if isinstance(model, tuple) else model
+        if not all(torch.isfinite(p).all() for p in inputs.module(model, "what train_fn returned").parameters()):
+            scores[option] = float("nan")  # NaN weights predict class 0 everywhere: a finite accuracy, a wrong winner
+            continue
         scores[option] = evaluate(model, validation)["accuracy"]
         if best is None or scores[option] > scores[best.option]:
             best = Choice(option, model, scores)
     if best is None:
-        raise TrainingDiverged(f"Every option in {options} diverged: add smaller learning rates (or safer options).",
-                               diverged.history) from diverged
+        raise TrainingDiverged(f"Every option in {options} diverged (or returned NaN weights): add smaller learning "
+                               f"rates (or safer options).", diverged.history if diverged else History()) from diverged
     return best
 
 
