@@ -201,6 +201,8 @@ RAW_CASES = {
     "$TUTORLIB_THREADS=999": (lambda: _threads_env("999"), ValueError, "more threads than this machine"),
     "finetune on labels 5-7": (lambda: __import__("tutorlib").recipes.finetune(
         tiny_cnn(), (IMAGES[:9], torch.tensor([5, 6, 7] * 3)), steps=1, lr=1e-3), ValueError, "select_classes"),
+    "transplant from a masked (pruned) network": (lambda: surgery.transplant(
+        surgery.prune_magnitude(tiny_cnn(), 0.5), tiny_cnn(), 1), ValueError, "permanent=True"),
     "count_flops of (12, 12)": (lambda: analysis.count_flops(tiny_cnn(), (12, 12)), ValueError, "pass (C, H, W), e.g. (1, 12, 12)"),
 }
 

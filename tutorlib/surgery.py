@@ -211,6 +211,12 @@ def transplant(src: nn.Module, dst: nn.Module, n_groups: int | str, freeze: bool
         raise TypeError(f"freeze and train_bn must be True or False, got {freeze!r} and {train_bn!r}.")
     for (name, s), (_, d) in zip(src_groups[:n], dst_groups[:n]):  # check every group before copying any
         theirs, ours = s.state_dict(), d.state_dict()
+        masked = [k for k in (theirs.keys() ^ ours.keys()) if k.endswith(("_orig", "_mask"))]
+        if masked:
+            pruned = "src" if any(k in theirs for k in masked) else "dst"
+            raise ValueError(f"Group {name!r} of {pruned} is pruned with masks still attached ({masked[0]}): make the "
+                             f"pruning permanent first, prune_magnitude(model, amount, permanent=True), so its "
+                             f"weights are plain tensors (the zeros stay).")
         if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
             raise ValueError(f"Group {name!r} has different shapes in src and dst (e.g. another width). "
                              f"Transplant between models of one architecture and width.")
