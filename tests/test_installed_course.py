@@ -130,3 +130,30 @@ def test_get_keeps_a_learners_changed_chapter(tmp_path, capsys):
     assert mine.read_text().count("My exercise") > 0 and len(again) == 6
     assert "kept" in capsys.readouterr().out
     assert len(lab.get(tmp_path, force=True)) == 7 and "My exercise" not in mine.read_text()
+
+
+def test_the_students_wheel_carries_no_key(tmp_path):
+    """`course wheel --students`: what a class installs has stubs, no solution and no hidden test."""
+    from tutorlib.tools import grading, wheel as course_wheel
+
+    built = course_wheel.build_wheel(tmp_path, students=True)
+    assert built.name.startswith("tutorlib-0.1.0+students-")
+    archive = zipfile.ZipFile(built)
+    for key_path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        packaged = archive.read(f"tutorlib/course_notebooks/{key_path.name}").decode()
+        assert "BEGIN SOLUTION" not in packaged and "BEGIN HIDDEN TESTS" not in packaged, key_path.name
+        key = nbformat.read(key_path, as_version=4)
+        for solution, _ in student_copies.exercises(key):
+            region = key.cells[solution].source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+            longest = max((line.strip() for line in region.splitlines()), key=len)
+            assert json_escaped(longest) not in packaged, (key_path.name, longest)
+        students_key = tmp_path / key_path.name
+        students_key.write_bytes(archive.read(f"tutorlib/course_notebooks/{key_path.name}"))
+        graded = grading.grade(ROOT / "notebooks" / key_path.name, key=students_key)
+        assert graded.rows == [] and "holds no solutions" in graded.problem
+
+
+def json_escaped(line: str) -> str:
+    import json
+
+    return json.dumps(line)[1:-1]

@@ -6,6 +6,7 @@
     python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick] [--timeout S]
     python -m tutorlib.course get [DIR]                           # the chapters, copied into DIR
     python -m tutorlib.course lab [--student] [--out DIR]         # make lab / make lab-student
+    python -m tutorlib.course wheel [--students] [--out dist]     # the course as one wheel (students: no key)
     python -m tutorlib.course test | unit                         # make test / make unit
 
 Every make target runs one of these, so a machine without make (or without a clone: the wheel carries
@@ -42,6 +43,7 @@ from .kernels import stop_on_signals
 from .lab import get, lab
 from .student import write_student_versions
 from .testing import run_tests
+from .wheel import build_wheel
 
 
 def _seconds(text: str) -> int:
@@ -54,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="The course's commands without make: build the write-up, check it on other seeds, make "
                     "students' copies, grade them, copy the chapters to a folder of your own, run the tests.")
-    parser.add_argument("command", choices=["build", "confirm", "student", "grade", "get", "lab", "test", "unit"])
+    parser.add_argument("command", choices=["build", "confirm", "student", "grade", "get", "lab", "wheel", "test", "unit"])
     parser.add_argument("notebooks", nargs="*", type=Path, help="grade: the submitted notebooks; get: the folder")
     parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
@@ -68,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="get / student: replace chapters that differ from the course's (a learner's work)")
     parser.add_argument("--student", action="store_true", help="lab: open the students' copies (--out, default build/student/)")
+    parser.add_argument("--students", action="store_true",
+                        help="wheel: the students' edition (no solutions, no hidden tests) for a class to install")
     parser.add_argument("--save-reference", action="store_true",
                         help="build: keep this run (standard, default seeds, clean tree) as the reference run")
     parser.add_argument("--keep-going", action="store_true",
@@ -85,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(lab(folder, student=args.student, force=args.force))
     if args.command == "get":
         get(args.notebooks[0] if args.notebooks else Path("pretrained-cnns-course"), force=args.force)
+        return
+    if args.command == "wheel":
+        build_wheel(args.out or paths.ROOT / "dist", students=args.students)
         return
     if args.command in ("test", "unit"):
         raise SystemExit(run_tests(unit_only=args.command == "unit"))

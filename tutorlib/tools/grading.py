@@ -48,6 +48,9 @@ def restore_checks(nb, key) -> None:
     """Put the answer key's self-checks (hidden tests included) into a submission, as nbgrader's autograde does."""
     key_checks = [key.cells[c] for _, c in exercises(key)]
     answers = [i for i, c in enumerate(nb.cells) if is_answer_cell(c)]
+    if answers and not key_checks:
+        raise ValueError("the answer key holds no solutions (is this the students' edition of the course?): "
+                         "grade with --key naming your own copy of the chapter, from a clone or the self-study wheel.")
     if len(answers) != len(key_checks):
         raise ValueError(f"it has {len(answers)} exercises but the answer key has {len(key_checks)}: "
                          f"grade it against its own chapter (--key).")
