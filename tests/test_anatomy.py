@@ -93,3 +93,31 @@ def test_only_anatomy_reads_a_models_structure():
     assert guesses.search("head = getattr(owner, name)\nif isinstance(head, nn.Linear):")  # what replace_head did
     assert guesses.search('fresh_cnn(config["width"])') is None and guesses.search('model.config["width"]')
     assert readers == [], f"these modules read a model's structure themselves: {readers}"
+
+
+def test_a_vits_own_tokens_freeze_with_its_stem_and_it_is_never_cut():
+    """timm puts cls_token and pos_embed in the stem group; the forward that adds them is not a chain."""
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8)
+    body = anatomy.describe(vit)
+    assert body.groups[0][0] == "cls_token+pos_embed+patch_embed" and body.stages is None
+    surgery.freeze(vit, len(body.groups) - 1)
+    assert [n for n, p in vit.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+
+
+def test_a_model_with_parameters_outside_its_layers_is_refused_not_misread():
+    """A head applied with F.linear on root parameters: no reading of the children can find it."""
+    import torch.nn.functional as F
+
+    class FunctionalHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.w, self.b = nn.Parameter(torch.randn(5, 4)), nn.Parameter(torch.zeros(5))
+
+        def forward(self, x):
+            return F.linear(self.conv(x).mean((2, 3)), self.w, self.b)
+
+    with pytest.raises(ValueError, match=r"parameters of its own, outside any layer \(\['w', 'b'\]\).*nn.Linear"):
+        surgery.freeze(FunctionalHead(), 1)

@@ -158,6 +158,23 @@ def _timm_pieces(module: nn.Module, group_of: dict[str, int], prefix: str = "") 
     return pieces
 
 
+class _Parameters(nn.Module):
+    """Parameters a model holds itself (not in a child), as a module a layer group can hold: the same tensors."""
+
+    def __init__(self, params: dict[str, nn.Parameter]):
+        super().__init__()
+        for name, param in params.items():
+            self.register_parameter(name, param)
+
+
+def _root_pieces(model: nn.Module, group_of: dict[str, int]) -> Pieces:
+    """The model's own parameters, one piece per timm group they belong to (its forward uses them: no chain)."""
+    own = dict(model.named_parameters(recurse=False))
+    keys = sorted({group_of[n] for n in own})
+    return [("+".join(n for n in own if group_of[n] == k), _Parameters({n: p for n, p in own.items() if group_of[n] == k}), k)
+            for k in keys]
+
+
 def _unjoined(matcher: dict) -> dict:
     """timm's matcher with the head convolution a group of its own (timm joins it to the last stage)."""
     from timm.models._manipulate import MATCH_PREV_GROUP  # timm's "join the group before" mark
@@ -173,13 +190,15 @@ def _timm_anatomy(model: nn.Module) -> Anatomy:
     """timm's coarse `group_matcher` gives the groups; `forward_head` pools; `get_classifier` is the head."""
     from timm.models import group_parameters
 
-    pieces = _timm_pieces(model, group_parameters(model, _unjoined(model.group_matcher(coarse=True)), reverse=True))
+    group_of = group_parameters(model, _unjoined(model.group_matcher(coarse=True)), reverse=True)
+    roots = _root_pieces(model, group_of)  # e.g. a ViT's cls_token and pos_embed, in timm's stem group
+    pieces = roots + _timm_pieces(model, group_of)
     groups, names = _groups(pieces)
     classifier = model.get_classifier()
     head_key = next(k for _, m, k in pieces if any(s is classifier for s in m.modules()))
     head_name = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or next(n for n, _, k in pieces if k == head_key)
     last_feature = max(i for i, (*_, k) in enumerate(pieces) if k is not None and k != head_key)
-    stages = _chain(pieces[:last_feature + 1], groups, names)
+    stages = None if roots else _chain(pieces[:last_feature + 1], groups, names)
     if stages is None or groups[-1][1] is not classifier:  # e.g. a head with its own norm layer: freeze instead
         return Anatomy(groups, None, model, head_name)
     # timm's own pooling (and dropout, which follows the model's train/eval flag) up to the classifier
@@ -189,6 +208,12 @@ def _timm_anatomy(model: nn.Module) -> Anatomy:
 
 def _children_anatomy(model: nn.Module) -> Anatomy:
     """Children in order (stage containers opened); a lone norm layer joins the layer before it."""
+    own = [name for name, _ in model.named_parameters(recurse=False)]
+    if own:
+        raise ValueError(f"{type(model).__name__} holds parameters of its own, outside any layer ({own}): they may be "
+                         f"its head, applied in forward() (e.g. with F.linear), and no reading of its children can "
+                         f"tell. Hold them in a module (e.g. an nn.Linear) or give the model an anatomy() method "
+                         f"(docs/design.md, section 3a).")
     pieces: Pieces = []
     for name, child in model.named_children():
         opened = name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList))
