@@ -85,7 +85,7 @@ def test_equivalence_asserts_that_an_effect_is_absent_and_fails_a_real_one(decid
 @pytest.mark.parametrize("bad, error, words", [
     (lambda: check.effect(*arms(np.ones(3)), "x", min_effect=0.0), ValueError, "at least 6"),
     (lambda: check.effect(*arms(np.ones(12)), "x", min_effect=float("nan")), ValueError, "finite"),
-    (lambda: check.equivalent(*arms(np.ones(12)), "x", bound=0), ValueError, "positive"),
+    (lambda: check.equivalent(*arms(np.ones(12)), "x", bound=0), ValueError, "must be a finite number > 0"),
     (lambda: check.effect({0: 1.0, 1: 1.0}, {0: 0.0, 2: 0.0}, "x", min_effect=0.0), ValueError, "same units"),
     (lambda: check.effect([1.0] * 8, [0.0] * 8, "x", min_effect=0.0), TypeError, "one number per unit"),
     (lambda: check.registered("no such verdict", {}, {}), KeyError, "pre-registered"),

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from . import inputs
 from .profile import current
 
 
@@ -151,8 +152,7 @@ def paired(better: Any, worse: Any, claim: str, *, min_effect: float, names: tup
         raise ValueError(f"The two arms must cover the same seeds, got {sorted(a.index)} and {sorted(b.index)}.")
     if len(a) < 2:
         raise ValueError(f"A paired comparison needs at least two seeds, got {len(a)}.")
-    if not isinstance(min_effect, (int, float)) or not math.isfinite(min_effect):
-        raise ValueError(f"min_effect must be a finite number (the smallest gap that counts), got {min_effect!r}.")
+    min_effect = inputs.real(min_effect, "min_effect (the smallest gap that counts)")
     gaps = (a - b.loc[a.index]).sort_index()
     holds = bool(a.notna().all() and b.notna().all() and (gaps > min_effect).all())
     expect(holds, f"{claim} [gap > {min_effect:.3g} on every seed]", paper=paper,
@@ -287,8 +287,7 @@ def effect(better: Any, worse: Any, claim: str, *, min_effect: float, names: tup
     gain that counts; a negative one is a non-inferiority margin and must say so (`non_inferiority=True`).
     `diverged`: the score a NaN unit (a diverged run) gets, a rule the claim states; None fails the verdict.
     """
-    if not isinstance(min_effect, (int, float)) or not math.isfinite(min_effect):
-        raise ValueError(f"min_effect must be a finite number, got {min_effect!r}.")
+    min_effect = inputs.real(min_effect, "min_effect")
     if min_effect < 0 and not non_inferiority:
         raise ValueError(f"A negative min_effect ({min_effect}) lets equal arms pass: it is a non-inferiority margin. "
                          f"Say so with non_inferiority=True, or use min_effect >= 0.")
@@ -302,8 +301,7 @@ def equivalent(a: Any, b: Any, claim: str, *, bound: float, names: tuple[str, st
 
     The way to assert that a published effect did not reproduce at this scale, rather than to fail to find it.
     """
-    if not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound <= 0:
-        raise ValueError(f"bound must be a positive number (the largest difference that counts as none), got {bound!r}.")
+    bound = inputs.positive(bound, "bound (the largest difference that counts as none)")
     return _verdict("equivalence", bound, a, b, claim, names, diverged, paper)
 
 

@@ -11,6 +11,8 @@ and torchvision models (ResNet-18, MobileNetV3). The semantics follow fastai:
 """
 from __future__ import annotations
 
+import numbers
+
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -38,6 +40,8 @@ def resolve_depth(groups: Groups, up_to: int | str) -> int:
         if up_to not in names:
             raise ValueError(f"Unknown layer group {up_to!r}. This model's groups, input to head: {names}.")
         return names.index(up_to) + 1
+    if isinstance(up_to, numbers.Integral) and not isinstance(up_to, bool):
+        up_to = int(up_to)  # NumPy's int64 (a DataFrame's column) is a depth too
     if isinstance(up_to, bool) or not isinstance(up_to, int) or not 0 <= up_to <= len(names):
         raise ValueError(f"Depth {up_to!r} is out of range: use an int from 0 to {len(names)} or a group name. "
                          f"This model's groups, input to head: {names}.")
