@@ -182,6 +182,7 @@ def test_the_readme_commands_are_the_ones_tested_here():
         "make course", "make test", "make lab", "make student",
         ".venv/bin/python -m tutorlib.course grade --profile quick submissions/*.ipynb",
         ".venv/bin/python -m tutorlib.course student --out my-class", "make lab-student",
+        ".venv/bin/python -m tutorlib.course wheel --students",  # run as written by tests/test_installed_course.py
         # nbgrader: run as written by test_readme_nbgrader_commands_run_as_written_and_agree_with_course_grade
         "mkdir -p nbgrader-course/source/ch07 && cp notebooks/07_choosing_a_model.ipynb nbgrader-course/source/ch07/",
         "cd nbgrader-course", "echo 'c.Execute.timeout = 600' > nbgrader_config.py",
