@@ -121,3 +121,24 @@ def test_a_model_with_parameters_outside_its_layers_is_refused_not_misread():
 
     with pytest.raises(ValueError, match=r"parameters of its own, outside any layer \(\['w', 'b'\]\).*nn.Linear"):
         surgery.freeze(FunctionalHead(), 1)
+
+
+def test_the_head_is_what_forward_computes_last_not_the_attribute_defined_last():
+    """A head defined before the body: fx reads the order of the calls, so the head is still found and cut last."""
+
+    class HeadFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(8, 5)
+            self.unused = nn.Linear(3, 3)  # never called: it joins no stage after the head
+            self.body = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    model = HeadFirst()
+    assert [name for name, _ in anatomy.describe(model).groups][-1] == "head"
+    surgery.replace_head(model, 3)
+    assert model.head.out_features == 3 and model(torch.rand(2, 1, 8, 8)).shape == (2, 3)
+    surgery.freeze(model, len(anatomy.describe(model).groups) - 1)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]

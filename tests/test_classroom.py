@@ -232,7 +232,8 @@ def scratch_in_repo():
 
 
 def test_readme_grading_command_runs_as_written(scratch_in_repo):
-    """A student copy of the mini chapter with exercise 2 answered: the README's grade command, character for character.
+    """A student copy of the mini chapter with exercise 2 answered: the README's grade command as written, plus
+    `--key` naming the mini chapter (a real chapter's key would cost a chapter's run).
 
     (A real chapter is graded the same way by tests/test_installed_course.py, from an installed wheel.)
     """
@@ -243,7 +244,7 @@ def test_readme_grading_command_runs_as_written(scratch_in_repo):
     scratch_in_repo[0].mkdir()
     nbformat.write(student, scratch_in_repo[0] / MINI.name)
     command = next(c for c in readme_commands() if " grade " in c)
-    result = _run(command, ROOT)
+    result = _run(f"{command} --key {MINI.relative_to(ROOT)}", ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1 of 3 exercises correct" in result.stdout, result.stdout
     assert "exercise 2: correct" in result.stdout and "exercise 1: not yet" in result.stdout

@@ -43,28 +43,34 @@ def test_student_command_writes_seven_notebooks(tmp_path):
 
 
 def test_grade_reads_the_self_checks_of_a_submission(tmp_path):
-    """A tiny submission: one right answer, one wrong, one still the stub; grading runs past the errors."""
+    """A tiny submission against its key: one right answer, one wrong, one still the stub; errors do not stop it."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-
-    def exercise(number, answer_source):
+    def exercise(number, answer_source, tag):
         answer = new_code_cell(answer_source)
-        answer.metadata["tags"] = ["exercise"]
+        answer.metadata["tags"] = [tag]
         checker = new_code_cell(f"def check_exercise_{number}(answer):\n    exercises.answered(answer)\n"
                                 f"    exercises.exercise(answer == {number}, 'right', 'it is {number}')\n\n"
                                 f"check_exercise_{number}(answer_{number})")
         return [answer, checker]
 
+    def notebook(path, answers, tag):
+        cells = [new_code_cell("from tutorlib import exercises")]
+        for number, source in enumerate(answers, 1):
+            cells += exercise(number, source, tag)
+        nb = new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, path)
+
     stub = student_copies.exercise_stub("check_exercise_3(answer_3)", 3)
-    cells = [new_code_cell("from tutorlib import exercises")] + exercise(1, "answer_1 = 1") \
-        + exercise(2, "answer_2 = 5") + exercise(3, stub)
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "submission.ipynb")
-    rows = grading.grade(tmp_path / "submission.ipynb").rows
+    notebook(tmp_path / "key.ipynb", ["answer_1 = 1", "answer_2 = 2", "answer_3 = 3"], "solution")
+    notebook(tmp_path / "submission.ipynb", ["answer_1 = 1", "answer_2 = 5", stub], "exercise")
+    rows = grading.grade(tmp_path / "submission.ipynb", key=tmp_path / "key.ipynb").rows
     assert [r["status"] for r in rows] == ["correct", "not yet", "not yet"]
     assert "it is 2" in rows[1]["detail"] and "no answer" in rows[2]["detail"]
+    unkeyed = grading.grade(tmp_path / "submission.ipynb")  # not a chapter's name, and no --key
+    assert unkeyed.rows == [] and "no answer key" in unkeyed.problem and "--key" in unkeyed.problem
 
 
 def test_a_failing_chapter_is_marked_failed_and_the_others_still_build(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ the anatomy of a wrapper that runs one step before its inner network (`models.Ad
 Three readers, tried in order: a model that describes itself with an ``anatomy()`` method (the course
 CNN, `models.AdaptInput`); a timm model, read through timm's own API (`group_matcher` for the groups,
 `forward_head` for pooling, `get_classifier` for the head); anything else, such as a torchvision classifier,
-by its children in order (stage containers such as ``features`` opened, a lone norm layer joined to the
+by its children in the order forward() calls them (stage containers such as ``features`` opened, a lone norm layer joined to the
 layer before it, the output flattened before the head, as torchvision's ``forward`` does).
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.fx
 import torch.nn as nn
 
 from . import inputs
@@ -206,6 +207,24 @@ def _timm_anatomy(model: nn.Module) -> Anatomy:
     return Anatomy(groups, stages + [(None, pool), (groups[-1][0], classifier)], model, head_name)
 
 
+def _children_as_called(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's children in the order its forward() first calls them (read by torch.fx, without an input).
+
+    Why: the head is what the model computes last, not the attribute defined last. A forward that fx cannot
+    trace (control flow on values) keeps the order of definition; children forward() never calls come first.
+    """
+    children = list(model.named_children())
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # fx raises many kinds on untraceable code; the order of definition is the fallback
+        return children
+    first_call: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            first_call.setdefault(str(node.target).split(".")[0], len(first_call))
+    return sorted(children, key=lambda item: first_call.get(item[0], -1))
+
+
 def _children_anatomy(model: nn.Module) -> Anatomy:
     """Children in order (stage containers opened); a lone norm layer joins the layer before it."""
     own = [name for name, _ in model.named_parameters(recurse=False)]
@@ -215,7 +234,7 @@ def _children_anatomy(model: nn.Module) -> Anatomy:
                          f"tell. Hold them in a module (e.g. an nn.Linear) or give the model an anatomy() method "
                          f"(docs/design.md, section 3a).")
     pieces: Pieces = []
-    for name, child in model.named_children():
+    for name, child in _children_as_called(model):
         opened = name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList))
         for piece_name, piece in ([(f"{name}.{n}", m) for n, m in child.named_children()] if opened else [(name, child)]):
             keys = [k for *_, k in pieces if k is not None]
