@@ -172,3 +172,25 @@ def test_get_into_a_file_says_so(tmp_path):
     with pytest.raises(SystemExit, match="is a file, not a folder"):
         lab.get(a_file)
     assert a_file.read_text() == "mine"
+
+
+def test_get_into_a_folder_it_cannot_write_says_so():
+    """As a user who may not write the folder (`nobody`, where the tests run as root), `get` explains; no traceback."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    user = grading.sandbox_user()
+    if user is None:
+        pytest.skip(f"no second user to run as here ({grading._unprotected_reason()})")
+    locked = pathlib.Path(tempfile.mkdtemp(prefix="get-"))
+    try:
+        locked.chmod(0o755)  # readable by all, writable by its owner (root) only
+        result = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--",
+                                 sys.executable, "-m", "tutorlib.course", "get", str(locked / "course")],
+                                capture_output=True, text=True, cwd="/")
+    finally:
+        shutil.rmtree(locked)
+    assert result.returncode == 1, result
+    assert "Cannot write the chapters into" in result.stderr and "Traceback" not in result.stderr, result.stderr

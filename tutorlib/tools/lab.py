@@ -64,7 +64,7 @@ def get(out_dir: Path, force: bool = False) -> list[Path]:
                 continue
             target.write_bytes(path.read_bytes())
             copied.append(target)
-    except PermissionError as err:
+    except OSError as err:  # no permission, a read-only disk, a full one
         raise SystemExit(f"Cannot write the chapters into {out_dir}: {err.strerror} ({err.filename}). Pick a "
                          f"folder you can write to, e.g. one in your home folder.") from None
     print(f"{len(copied)} chapters in {out_dir}. Open them with:  jupyter lab {out_dir}")
