@@ -194,3 +194,12 @@ def test_get_into_a_folder_it_cannot_write_says_so():
         shutil.rmtree(locked)
     assert result.returncode == 1, result
     assert "Cannot write the chapters into" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_build_that_selects_no_chapter_stops_before_it_writes(tmp_path):
+    index = tmp_path / "course" / "index.html"
+    index.parent.mkdir(parents=True)
+    index.write_text("last week's write-up")
+    with pytest.raises(SystemExit, match=r"No chapter matches --only 09 x: give two-digit numbers"):
+        build.build(only=["9", "x"], out_dir=tmp_path)
+    assert index.read_text() == "last week's write-up" and sorted(p.name for p in tmp_path.iterdir()) == ["course"]

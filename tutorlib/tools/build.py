@@ -35,6 +35,7 @@ def build(only: list[str] | None = None, out_dir: Path = paths.BUILD, keep_going
 
     profile = current().name
     chapters_found = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    only = [f"{int(o):02d}" if str(o).isdigit() else str(o) for o in only] if only else None  # 3 means 03
     selected = [p for p in chapters_found if not only or p.name[:2] in only]
     if not selected:  # before anything is written: a typo must not replace the last write-up with an empty one
         raise SystemExit(f"No chapter matches --only {' '.join(only or [])}: give two-digit numbers such as "
