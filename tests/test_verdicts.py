@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorlib import check, profile
+from tutorlib import calibration, check, profile
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATIONS = 1000
@@ -124,7 +124,7 @@ def test_every_registered_verdict_states_what_the_rules_ask():
         assert entry["kind"] in ("effect", "non-inferiority", "equivalence"), key
         assert {"claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper"} <= set(entry), key
         assert set(entry) <= {"kind", "claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper",
-                              "min_effect", "bound", "diverged", "retired"}, key
+                              "min_effect", "bound", "diverged", "retired", "interval", "clusters", "pilot_icc"}, key
         assert entry["units"] >= check.MIN_UNITS, key
         if entry["kind"] == "effect":
             assert entry["min_effect"] >= 0, key
@@ -133,17 +133,12 @@ def test_every_registered_verdict_states_what_the_rules_ask():
 
 
 def _pass_rate(entry: dict, true_effect: float) -> float:
-    """How often the registered rule passes on simulated paired units with `true_effect` and the pilot's spread."""
-    rng = np.random.default_rng(0)
-    passes = 0
-    for _ in range(SIMULATIONS):
-        d = rng.normal(true_effect, entry["pilot_sd"], entry["units"])
-        if entry["kind"] == "equivalence":
-            _, low, high = check.equivalence_interval(d)
-            passes += -entry["bound"] < low and high < entry["bound"]
-        else:
-            passes += check.interval(d)[1] > entry["min_effect"]
-    return passes / SIMULATIONS
+    """How often the registered rule (check.decide, as the chapter calls it) passes on simulated paired units with
+    `true_effect` and the pilot's spread."""
+    threshold = entry["bound"] if entry["kind"] == "equivalence" else entry["min_effect"]
+    return calibration.pass_rate(entry["kind"], threshold, true_effect, entry["pilot_sd"], entry["units"],
+                                 entry.get("clusters"), entry.get("pilot_icc", 0.0),
+                                 method=entry.get("interval", "registered"), simulations=SIMULATIONS)[0]
 
 
 @pytest.mark.parametrize("key", sorted(REGISTERED))

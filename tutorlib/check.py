@@ -5,7 +5,9 @@ What the chapters call:
 * ``registered(key, a, b)``: the verdict notebooks/verdicts.toml fixed before the confirming run (claim, kind,
   threshold, units, paper), decided over paired units by the rule of its kind in ``RULES``: an effect or
   a non-inferiority by its 95% interval's lower bound, an equivalence by its 90% interval (TOST). A retired
-  entry is measured by the same rule and reported, never asserted again.
+  entry is measured by the same rule and reported, never asserted again. New entries decide on
+  ``cluster_interval`` (``interval = "cluster-t"``: Hall's t over pretraining runs); ``decide`` is the one
+  function every rule goes through, and what `tutorlib.calibration` simulates.
 * ``report(claim, **numbers)`` and ``estimate(differences)``: a finding shown with its numbers and interval,
   not asserted (it did not reproduce, or it is not a key point).
 * ``paired(better, worse, claim, min_effect=...)``: the older per-seed rule (the gap clears a bar on every
@@ -238,6 +240,51 @@ def equivalence_interval(differences: Any) -> tuple[float, float, float]:
     return float(d.mean()), float(ci.low), float(ci.high)
 
 
+CLUSTER_LEVEL = "pretrain_seed"  # units indexed by (pretrain_seed, draw) cluster by their pretraining run
+
+
+def cluster_interval(differences: Any, clusters: Any = None, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """The mean of cluster means and its interval: Hall's skewness-corrected t over the clusters' means.
+
+    Why: draws that share a pretraining run are not independent (the run is what replicates), so the interval
+    is over cluster means, with clusters - 1 degrees of freedom; and at a dozen units a bootstrap interval
+    covers less than it says while a plain t ignores skew. Hall's monotone cubic transformation of the
+    studentised mean (Hall 1992, JRSS B 54:221-228) removes the first-order effect of skew. `clusters`: one
+    label per unit (None: every unit is its own cluster). tests/test_calibration.py simulates its level.
+    """
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or not np.isfinite(d).all():
+        raise ValueError("The differences must be one finite number per unit: score a diverged run (NaN) by the "
+                         "claim's rule first.")
+    if len(d) < MIN_CALIBRATED_UNITS:
+        raise ValueError(f"This interval keeps its level from {MIN_CALIBRATED_UNITS} paired units up "
+                         f"(tests/test_calibration.py), got {d.size}. Run more draws per seed.")
+    if clusters is not None:
+        labels = np.asarray(clusters)
+        if labels.shape != d.shape:
+            raise ValueError(f"clusters must give one label per unit: {labels.size} labels for {d.size} units.")
+        _, which = np.unique(labels, return_inverse=True)
+        d = np.bincount(which, weights=d) / np.bincount(which)  # each cluster's mean difference
+        if len(d) < MIN_CLUSTERS:
+            raise ValueError(f"A clustered interval needs at least {MIN_CLUSTERS} clusters (pretraining runs), got "
+                             f"{len(d)}. Pretrain more seeds (make checkpoints PRETRAIN_SEEDS=...).")
+    n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:
+        return mean, mean, mean
+    skew = float(((d - mean) ** 3).mean()) / sd ** 3
+    q = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1))
+    b, c = skew / (3 * np.sqrt(n)), skew / (6 * np.sqrt(n))
+
+    def studentised(target: float) -> float:  # the T at which Hall's g(T) = g0 (T + bT^2 + b^2 T^3/3 + c)
+        return (float(np.cbrt(3 * b * (target - c) + 1)) - 1) / b if abs(b) > 1e-12 else target - c
+
+    se = sd / np.sqrt(n)
+    return mean, mean - se * studentised(q), mean - se * studentised(-q)
+
+
+MIN_CLUSTERS, MIN_CALIBRATED_UNITS = 5, 9  # below these the simulated size of cluster_interval exceeds its level
+
+
 @dataclass(frozen=True)
 class Rule:
     """How one kind of verdict decides: its interval, its label, and when the interval passes or is against."""
@@ -250,59 +297,94 @@ class Rule:
 
 
 _ABOVE = dict(passes=lambda low, high, t: low > t, against=lambda low, high, t: not high >= t)
+_WITHIN = dict(passes=lambda low, high, t: -t < low and high < t, against=lambda low, high, t: not (low < t and high > -t))
 RULES = {
     "effect": Rule(interval, "95% interval", "effect", lambda t: f"effect > {t:.3g}", **_ABOVE),
     "non-inferiority": Rule(interval, "95% interval", "effect", lambda t: f"non-inferiority, margin {-t:.3g}", **_ABOVE),
     "equivalence": Rule(equivalence_interval, "90% interval", "difference", lambda t: f"equivalence within +-{t:.3g}",
-                        passes=lambda low, high, t: -t < low and high < t,
-                        against=lambda low, high, t: not (low < t and high > -t)),
+                        **_WITHIN),
 }
+METHODS = ("registered", "cluster-t")  # a registry entry's `interval`: absent (its kind's own), or "cluster-t"
 
 
-def _judge(kind: str, threshold: float, a: Any, b: Any, names, diverged) -> tuple[dict, float, float, float, bool, bool]:
+def decide(kind: str, threshold: float, differences: Any, clusters: Any = None,
+           method: str = "registered") -> tuple[float, float, float, bool, bool]:
+    """(estimate, low, high, holds, against) of one rule on paired differences: what every verdict calls.
+
+    method: "registered" (the kind's own interval, what entries registered before `cluster_interval` keep: BCa
+    for effects, t for equivalence) or "cluster-t" (`cluster_interval`; clusters allowed).
+    """
+    rule = RULES[kind]
+    if method not in METHODS:
+        raise ValueError(f"interval = {method!r}: the intervals are {list(METHODS)}.")
+    if method == "cluster-t":
+        confidence = CONFIDENCE if kind != "equivalence" else 1 - 2 * (1 - CONFIDENCE)
+        estimate, low, high = cluster_interval(differences, clusters, confidence)
+    elif clusters is not None:
+        raise ValueError("Clustered units (indexed by pretraining seed) need a cluster-aware interval: register the "
+                         "verdict with interval = \"cluster-t\".")
+    else:
+        estimate, low, high = rule.interval(differences)
+    return estimate, low, high, rule.passes(low, high, threshold), rule.against(low, high, threshold)
+
+
+def _judge(kind: str, threshold: float, a: Any, b: Any, names, diverged,
+           method: str = "registered") -> tuple[dict, float, float, float, bool, bool]:
     """Apply the rule of `kind` to two paired arms: the numbers to show, the interval, holds, against."""
     rule = RULES[kind]
     x, y = _paired_units(a, b, diverged)
     estimate = low = high = float("nan")
+    holds = against = False
+    clusters = x.index.get_level_values(CLUSTER_LEVEL) if CLUSTER_LEVEL in (x.index.names or []) else None
     if not (x.isna().any() or y.isna().any()):
-        estimate, low, high = rule.interval(x - y)
+        estimate, low, high, holds, against = decide(kind, threshold, (x - y).to_numpy(), clusters, method)
+    else:
+        holds, against = rule.passes(low, high, threshold), rule.against(low, high, threshold)
     numbers = {names[0]: x.mean(), names[1]: y.mean(), rule.estimate_name: estimate, "interval": [low, high],
                "units": len(x)}
-    return numbers, estimate, low, high, rule.passes(low, high, threshold), rule.against(low, high, threshold)
+    if clusters is not None:
+        numbers["clusters"] = len(set(clusters))
+    return numbers, estimate, low, high, holds, against
 
 
-def _verdict(kind: str, threshold: float, a: Any, b: Any, claim: str, names, diverged, paper) -> Verdict:
-    numbers, estimate, low, high, holds, against = _judge(kind, threshold, a, b, names, diverged)
+def _verdict(kind: str, threshold: float, a: Any, b: Any, claim: str, names, diverged, paper,
+             method: str = "registered") -> Verdict:
+    numbers, estimate, low, high, holds, against = _judge(kind, threshold, a, b, names, diverged, method)
     rule = RULES[kind]
-    label = f"{claim} [{rule.label(threshold)}, {rule.level} over {numbers['units']} paired units]"
+    over = f"{numbers['units']} paired units" + (f" in {numbers['clusters']} clusters" if "clusters" in numbers else "")
+    level = rule.level if method == "registered" else f"{rule.level} (Hall t over clusters)"
+    label = f"{claim} [{rule.label(threshold)}, {level} over {over}]"
     status = _decide(label, holds, against, numbers, paper)
     return Verdict(claim, status, estimate, low, high, numbers["units"])
 
 
 def effect(better: Any, worse: Any, claim: str, *, min_effect: float, names: tuple[str, str] = ("better", "worse"),
-           non_inferiority: bool = False, diverged: float | None = None, paper: str | None = None) -> Verdict:
+           non_inferiority: bool = False, diverged: float | None = None, paper: str | None = None,
+           interval: str = "registered") -> Verdict:
     """Assert that arm `better` beats `worse` by more than `min_effect`: the 95% interval's lower bound clears it.
 
     Units are paired (same target draw, init and order in both arms). `min_effect` >= 0 states the smallest
     gain that counts; a negative one is a non-inferiority margin and must say so (`non_inferiority=True`).
     `diverged`: the score a NaN unit (a diverged run) gets, a rule the claim states; None fails the verdict.
+    interval: "registered" (BCa bootstrap) or "cluster-t" (`cluster_interval`; units indexed by
+    (pretrain_seed, draw) cluster by pretraining run).
     """
     min_effect = inputs.real(min_effect, "min_effect")
     if min_effect < 0 and not non_inferiority:
         raise ValueError(f"A negative min_effect ({min_effect}) lets equal arms pass: it is a non-inferiority margin. "
                          f"Say so with non_inferiority=True, or use min_effect >= 0.")
     kind = "non-inferiority" if non_inferiority else "effect"
-    return _verdict(kind, min_effect, better, worse, claim, names, diverged, paper)
+    return _verdict(kind, min_effect, better, worse, claim, names, diverged, paper, interval)
 
 
 def equivalent(a: Any, b: Any, claim: str, *, bound: float, names: tuple[str, str] = ("a", "b"),
-               diverged: float | None = None, paper: str | None = None) -> Verdict:
+               diverged: float | None = None, paper: str | None = None, interval: str = "registered") -> Verdict:
     """Assert that two arms differ by less than `bound` either way (two one-sided tests at 5%: the 90% interval).
 
     The way to assert that a published effect did not reproduce at this scale, rather than to fail to find it.
     """
     bound = inputs.positive(bound, "bound (the largest difference that counts as none)")
-    return _verdict("equivalence", bound, a, b, claim, names, diverged, paper)
+    return _verdict("equivalence", bound, a, b, claim, names, diverged, paper, interval)
 
 
 def _verdicts_file() -> Path:
@@ -344,6 +426,9 @@ def _check_entry(name: str, entry: dict, path: Path) -> None:
     if missing:
         raise ValueError(f"{where} lacks {missing}: every entry names its claim, its two arms (names = [a, b]), its "
                          f"units and its {threshold} (see the comment at the top of the file).")
+    if entry.get("interval", "registered") not in METHODS:
+        raise ValueError(f"{where} has interval = {entry['interval']!r}; leave it out (the kind's own interval) or "
+                         f"set interval = \"cluster-t\".")
     if not (isinstance(entry["names"], list) and len(entry["names"]) == 2):
         raise ValueError(f"{where} has names = {entry['names']!r}; it must name the two arms, e.g. names = [\"FT\", \"LP\"].")
 
@@ -362,7 +447,7 @@ def registered(key: str, a: Any, b: Any) -> Verdict:
     if "retired" in entry:
         return _retired(entry, a, b)
     return _verdict(entry["kind"], _threshold(entry), a, b, entry["claim"], tuple(entry["names"]),
-                    entry.get("diverged"), entry.get("paper"))
+                    entry.get("diverged"), entry.get("paper"), entry.get("interval", "registered"))
 
 
 def _retired(entry: dict, a: Any, b: Any) -> Verdict:
@@ -372,7 +457,8 @@ def _retired(entry: dict, a: Any, b: Any) -> Verdict:
     the chapter reports the numbers and the rule's outcome, and `entry["retired"]` says when and why.
     """
     rule, names = RULES[entry["kind"]], entry["names"]
-    numbers, estimate, low, high, holds, _ = _judge(entry["kind"], _threshold(entry), a, b, names, entry.get("diverged"))
+    numbers, estimate, low, high, holds, _ = _judge(entry["kind"], _threshold(entry), a, b, names, entry.get("diverged"),
+                                                    entry.get("interval", "registered"))
     report(f"{entry['claim']} [registered: {rule.label(_threshold(entry))}, {rule.level} over {entry['units']} units; "
            f"retired: {entry['retired']}]", paper=entry.get("paper"), **{names[0]: numbers[names[0]],
            names[1]: numbers[names[1]]}, difference=estimate, interval=[low, high], units=numbers["units"],
