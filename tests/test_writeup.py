@@ -7,6 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from tutorlib import check
 from tutorlib.tools import build, paths, writeup
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -147,3 +148,32 @@ def test_the_rule_is_the_last_bracketed_group_even_when_it_holds_brackets():
     assert writeup.split_rule("A beats B [gap > 0 on every seed]") == ("A beats B", "gap > 0 on every seed")
     assert writeup.split_rule("no rule here") == ("no rule here", "")
     assert writeup.split_rule("unbalanced ]") == ("unbalanced ]", "")
+
+
+def test_a_registry_entry_changed_after_the_reference_run_is_flagged_by_name():
+    effect = verdict("A beats B [effect > 0.01, 95% interval over 9 paired units]", effect=0.05, interval=[0.03, 0.07])
+    ref = reference(effect)
+    now = check.registry_fingerprint()
+    key = sorted(now)[0]
+    ref["environment"]["registry"] = dict(now, **{key: "0" * 16}, gone_entry="1" * 16)
+    comparison = writeup.compare([{"name": "01_x", "verdicts": [effect]}], ref, "standard", [0, 1, 2], now)
+    assert comparison["registry_changed"] == [key, "gone_entry (removed)"]
+    line = writeup.comparison_line(comparison)
+    assert "WARNING" in line and key in line and "changed after registration" in line
+    ref["environment"]["registry"] = now  # the same registry: nothing to flag
+    same = writeup.compare([{"name": "01_x", "verdicts": [effect]}], ref, "standard", [0, 1, 2], now)
+    assert same["registry_changed"] == [] and "WARNING" not in writeup.comparison_line(same)
+
+
+def test_the_registry_fingerprint_follows_fields_not_comments(tmp_path, monkeypatch):
+    text = (ROOT / "notebooks" / "verdicts.toml").read_text()
+    copy = tmp_path / "verdicts.toml"
+    copy.write_text("# a comment a learner added\n" + text)
+    monkeypatch.setattr(check, "_verdicts_file", lambda: copy)
+    commented = check.registry_fingerprint()
+    key = next(iter(commented))
+    copy.write_text(text.replace("min_effect = 0.015", "min_effect = 0.001", 1))
+    lowered = check.registry_fingerprint()
+    monkeypatch.undo()
+    assert commented == check.registry_fingerprint()
+    assert lowered[key] != commented[key] and sum(lowered[k] != commented[k] for k in commented) == 1

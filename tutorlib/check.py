@@ -412,6 +412,18 @@ def preregistration(key: str | None = None) -> dict:
     return entries[key]
 
 
+def registry_fingerprint() -> dict[str, str]:
+    """Each registered entry's sha256 over its fields (not the file's comments): what a run records of its registry.
+
+    Why: a threshold lowered in a learner's copy would otherwise pass silently; the write-up compares these
+    with the reference run's and names every entry that changed.
+    """
+    import hashlib
+
+    return {key: hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+            for key, entry in preregistration().items()}
+
+
 def _check_entry(name: str, entry: dict, path: Path) -> None:
     """A registry entry has what `registered` reads, with a kind from RULES; else an error that names the field."""
     where = f"Verdict [{name}] in {path}"

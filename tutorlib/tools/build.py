@@ -85,7 +85,7 @@ def finish_build(chapters: list[dict], seconds: float, out_dir: Path, only: list
     prof = current()
     env = writeup.environment(paths.ROOT if paths.IN_CLONE else None, prof.name, list(prof.seeds), seconds, only)
     reference = _reference_run()
-    comparison = writeup.compare(chapters, reference, prof.name, list(prof.seeds))
+    comparison = writeup.compare(chapters, reference, prof.name, list(prof.seeds), env["registry"])
     bibliography = writeup.read_bibliography(paths.BIBLIOGRAPHY)
     index = writeup.write_index(chapters, env, comparison, bibliography, out_dir / "course")
     run = {"environment": env, "reference_run": comparison,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import json
 import platform
 import re
 import subprocess
@@ -120,8 +121,9 @@ def _version(package: str) -> str:
 
 def environment(root: Path | None, profile: str, seeds: list[int], seconds: float,
                 only: list[str] | None = None) -> dict:
-    """What a reader needs to re-run this build: commit, versions, CPU, threads, profile, seeds and the command."""
-    from .. import threads
+    """What a reader needs to re-run this build: commit, versions, CPU, threads, profile, seeds and the command;
+    and a fingerprint of each registered verdict, so a later run can tell whether the registry changed."""
+    from .. import check, threads
 
     commit = _git(root, "rev-parse", "HEAD") if root else None
     status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
@@ -136,6 +138,7 @@ def environment(root: Path | None, profile: str, seeds: list[int], seconds: floa
                          "tutorlib's default: one thread per core but one, fixed when tutorlib is imported",
         "profile": profile, "seeds": list(seeds), "chapters": only or "all",
         "date": datetime.datetime.now().isoformat(timespec="minutes"), "seconds": round(seconds, 1),
+        "registry": check.registry_fingerprint(),
     }
     env["command"] = reproduce_command(env)
     return env
@@ -181,8 +184,10 @@ def verdict_id(chapter: str, verdict: dict) -> str:
     return f"{chapter[:2]} {verdict['claim']}"
 
 
-def compare(chapters: list[dict], reference: dict | None, profile: str, seeds: list[int]) -> dict:
-    """Each verdict of this run against the reference run: "agrees", or what changed. Also the counts."""
+def compare(chapters: list[dict], reference: dict | None, profile: str, seeds: list[int],
+            registry: dict[str, str] | None = None) -> dict:
+    """Each verdict of this run against the reference run: "agrees", or what changed. Also the counts, and the
+    registered verdicts whose entry differs from the one the reference run decided (`registry`: this run's)."""
     if not reference:
         return {"comparable": False, "why": "no reference run is committed (build --save-reference writes one)"}
     if reference["environment"]["profile"] != profile or reference["environment"]["seeds"] != list(seeds):
@@ -198,7 +203,16 @@ def compare(chapters: list[dict], reference: dict | None, profile: str, seeds: l
     missing = [vid for vid in ref if vid[:2] in built and vid not in outcome]
     agree = sum(o == "agrees" for o in outcome.values())
     return {"comparable": True, "commit": reference["environment"]["commit"], "date": reference["environment"]["date"],
-            "outcome": outcome, "agree": agree, "compared": len(outcome), "missing": missing}
+            "outcome": outcome, "agree": agree, "compared": len(outcome), "missing": missing,
+            "registry_changed": registry_changes(reference["environment"].get("registry"), registry)}
+
+
+def registry_changes(before: dict | None, now: dict | None) -> list[str]:
+    """Registered verdicts whose entry (threshold, kind, units, claim...) differs from the reference run's."""
+    if not before or not now:
+        return []
+    return sorted(key for key in before if key in now and now[key] != before[key]) + \
+        sorted(f"{key} (removed)" for key in before if key not in now)
 
 
 def _difference(now: dict, ref: dict | None) -> str:
@@ -351,7 +365,18 @@ def comparison_line(comparison: dict) -> str:
     line = (f"Against the reference run (commit {comparison['commit'][:12]}, {comparison['date']}): "
             f"{comparison['agree']} of {comparison['compared']} verdicts agree")
     line += f", {changed} changed" if changed else ""
-    return line + (f"; {len(comparison['missing'])} of the reference's are missing" if comparison["missing"] else "") + "."
+    line += f"; {len(comparison['missing'])} of the reference's are missing" if comparison["missing"] else ""
+    edited = comparison.get("registry_changed")
+    if edited:
+        line += (f". WARNING: notebooks/verdicts.toml differs from the reference run's registry for {', '.join(edited)}: "
+                 f"those verdicts were decided on an entry changed after registration, not on the registered one")
+    return line + "."
+
+
+def _short_hash(registry: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(registry, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def write_index(chapters: list[dict], env: dict, comparison: dict, bibliography: dict, out: Path) -> Path:
@@ -359,8 +384,10 @@ def write_index(chapters: list[dict], env: dict, comparison: dict, bibliography:
     numbers = number_citations(chapters, bibliography)
     counts = {s: sum(v["status"] == s for ch in chapters for v in ch["verdicts"]) for s in ASSERTED + ("REPORTED",)}
     failed = sum(1 for ch in chapters if ch["error"])
+    shown = dict(env, registry=f"{len(env.get('registry', {}))} registered verdicts, fingerprint "
+                               f"{_short_hash(env.get('registry', {}))} (per entry in run.json)")
     env_rows = "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td></tr>"
-                       for k, v in env.items() if k != "command")
+                       for k, v in shown.items() if k != "command")
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Pretrained CNNs, tested: the write-up</title>
 <style>{STYLE}</style></head><body><h1>Pretrained CNNs, tested: the write-up</h1>
 <p>Seven claims of an article on the weaknesses of pretrained models, each put to an experiment on a laptop CPU.
