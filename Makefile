@@ -40,8 +40,8 @@ lab-student: $(STAMP)  ## the students' copies in JupyterLab (written to build/s
 data: $(STAMP)  ## rebuild data/fashion-mnist-small from the official IDX files
 	$(PY) -m tutorlib.tools.bundle
 
-checkpoints: $(STAMP)  ## retrain the course checkpoints in data/checkpoints (deterministic)
-	$(PY) -m tutorlib.tools.checkpoints
+checkpoints: $(STAMP)  ## retrain the course checkpoints and the pretraining-seed zoo (PRETRAIN_SEEDS=100,101,...: the zoo's arms at other seeds)
+	$(PY) -m tutorlib.tools.checkpoints $(if $(PRETRAIN_SEEDS),--seeds $(PRETRAIN_SEEDS))
 
 bench: $(STAMP)  ## run benchmarks/ and rewrite benchmarks/RESULTS.md
 	$(PY) benchmarks/run_all.py

@@ -160,7 +160,7 @@ def test_pretraining_twice_gives_the_same_bytes(tmp_path):
 RETRAIN = """
 import sys, torch
 from tutorlib.tools import checkpoints
-model, metrics = checkpoints.train_checkpoint(checkpoints.RECIPES["A_w8"], progress=False)
+model, metrics = checkpoints.train_checkpoint(checkpoints.RECIPES["A_w8"], progress=False, seed=1)
 torch.save({"state": checkpoints.portable_state(model), "metrics": metrics}, sys.argv[1])
 """
 
@@ -176,12 +176,40 @@ def test_retraining_a_shipped_checkpoint_reproduces_it(tmp_path):
     import os
     import subprocess
 
-    info = models.checkpoint_info("A_w8")
+    info = models.checkpoint_info("A_w8", pretrain_seed=1)  # a zoo member: the seed reaches init and batch order
     env = {**os.environ, "TUTORLIB_THREADS": str(info["threads"]), "OMP_WAIT_POLICY": "PASSIVE"}
     subprocess.run([sys.executable, "-c", RETRAIN, str(tmp_path / "A_w8.pt")], env=env, check=True, timeout=900)
     retrained = torch.load(tmp_path / "A_w8.pt", weights_only=True)
     assert retrained["metrics"]["test_accuracy"] == pytest.approx(info["metrics"]["test_accuracy"], abs=0.02)
     made_here = (info["torch"], info.get("cpu")) == (torch.__version__, checkpoints.machine_kind())
     if made_here:
-        shipped = models.load_checkpoint("A_w8").state_dict()
+        shipped = models.load_checkpoint("A_w8", pretrain_seed=1).state_dict()
         assert all(torch.equal(v, shipped[k]) for k, v in retrained["state"].items())
+
+
+@pytest.mark.parametrize("arm", checkpoints.ZOO_ARMS)
+def test_every_arm_a_verdict_compares_ships_five_pretraining_runs(arm):
+    """Seeds 0-4, each recorded in its recipe, each its own weights, all trained to a comparable accuracy."""
+    assert set(checkpoints.ZOO_SEEDS) <= set(models.pretrain_seeds(arm)) and len(checkpoints.ZOO_SEEDS) >= 5
+    infos = [models.checkpoint_info(arm, pretrain_seed=s) for s in checkpoints.ZOO_SEEDS]
+    assert [i["recipe"].get("seed", 0) for i in infos] == list(checkpoints.ZOO_SEEDS)
+    assert len({i["sha256"] for i in infos}) == len(infos)
+    accuracies = [i["metrics"]["test_accuracy"] for i in infos]
+    assert max(accuracies) - min(accuracies) < 0.03, accuracies  # runs of one recipe, not different models
+    first, other = models.load_checkpoint(arm), models.load_checkpoint(arm, pretrain_seed=4)
+    assert not torch.equal(next(first.parameters()), next(other.parameters()))
+
+
+def test_a_pretraining_seed_the_zoo_lacks_names_the_command_that_builds_it():
+    with pytest.raises(ValueError, match=r"No pretraining seed 7 of A_w16.*seeds \[0, 1, 2, 3, 4\].*PRETRAIN_SEEDS=7"):
+        models.load_checkpoint("A_w16", pretrain_seed=7)
+    with pytest.raises(ValueError, match="seed"):
+        models.load_checkpoint("A_w16", pretrain_seed=-1)
+
+
+def test_make_checkpoints_plans_the_zoo_or_the_seeds_it_is_given():
+    plan = checkpoints.planned([], None)
+    assert ("A_w64", 0) in plan and ("A_w64", 1) not in plan and ("A_w16", 4) in plan
+    assert len(plan) == len(checkpoints.RECIPES) + len(checkpoints.ZOO_ARMS) * (len(checkpoints.ZOO_SEEDS) - 1)
+    assert checkpoints.planned([], [100, 101]) == [(a, s) for a in checkpoints.ZOO_ARMS for s in (100, 101)]
+    assert checkpoints.planned(["A_w8"], None) == [("A_w8", s) for s in checkpoints.ZOO_SEEDS]

@@ -57,3 +57,14 @@ def test_an_invalid_profile_is_an_error_not_a_default(monkeypatch, name):
     monkeypatch.setenv(profile.ENV_VAR, name)
     with pytest.raises(ValueError, match=r"Unknown profile.*\['full', 'quick', 'standard'\]"):
         profile.current()
+
+
+def test_pretraining_seeds_come_from_the_zoo_or_the_environment(monkeypatch):
+    from tutorlib import profile as profiles
+
+    assert profiles.current("standard").pretrain_seeds == (0, 1, 2, 3, 4)
+    monkeypatch.setenv("TUTORLIB_PRETRAIN_SEEDS", "100,101,102,103,104")
+    assert profiles.current("quick").pretrain_seeds == (100, 101, 102, 103, 104)
+    monkeypatch.setenv("TUTORLIB_PRETRAIN_SEEDS", "100,x")
+    with pytest.raises(ValueError, match="TUTORLIB_PRETRAIN_SEEDS='100,x' is not a comma-separated list"):
+        profiles.current()

@@ -336,9 +336,26 @@ def list_checkpoints() -> list[str]:
     return sorted(manifest.section("checkpoints"))
 
 
-def checkpoint_info(name: str) -> dict:
+def checkpoint_key(name: str, pretrain_seed: int = 0) -> str:
+    """The manifest's name for pretraining run `pretrain_seed` of the arm `name`: A_w16, A_w16.seed3, ..."""
+    return name if pretrain_seed == 0 else f"{name}.seed{pretrain_seed}"
+
+
+def pretrain_seeds(name: str) -> list[int]:
+    """The pretraining seeds of the arm `name` that the manifest holds (the zoo; `make checkpoints` builds it)."""
+    entries = manifest.section("checkpoints")
+    return sorted(int(k.rsplit(".seed", 1)[1]) if ".seed" in k else 0
+                  for k in entries if k == name or k.startswith(f"{name}.seed"))
+
+
+def checkpoint_info(name: str, pretrain_seed: int = 0) -> dict:
     """A checkpoint's manifest entry: file, sha256, architecture, training recipe and metrics."""
     entries = manifest.section("checkpoints")
+    if isinstance(name, str) and name in entries and checkpoint_key(name, pretrain_seed) not in entries:
+        raise ValueError(f"No pretraining seed {pretrain_seed} of {name} in the manifest (it holds seeds "
+                         f"{pretrain_seeds(name)}). Build it with `make checkpoints PRETRAIN_SEEDS={pretrain_seed}` "
+                         f"(python -m tutorlib.tools.checkpoints {name} --seeds {pretrain_seed}).")
+    name = checkpoint_key(name, pretrain_seed) if isinstance(name, str) else name
     if not isinstance(name, str) or name not in entries:
         raise ValueError(f"Unknown checkpoint {name!r}. Available: {sorted(entries) or 'none'}. "
                          f"Rebuild them with `make checkpoints`.")
@@ -362,9 +379,14 @@ def _verified_checkpoint_file(name: str, info: dict) -> Path:
     return path
 
 
-def load_checkpoint(name: str) -> nn.Module:
-    """A course checkpoint with its weights, after checking the file's size and sha256 against the manifest."""
-    info = checkpoint_info(name)
+def load_checkpoint(name: str, pretrain_seed: int = 0) -> nn.Module:
+    """A course checkpoint with its weights, after checking the file's size and sha256 against the manifest.
+
+    pretrain_seed: which pretraining run of the arm (0: the checkpoint of the plain name; the zoo holds more).
+    """
+    pretrain_seed = inputs.seed(pretrain_seed)
+    info = checkpoint_info(name, pretrain_seed)
+    name = checkpoint_key(name, pretrain_seed)
     path = _verified_checkpoint_file(name, info)
     arch = dict(info["architecture"])
     if arch.get("name") not in ARCHITECTURES:

@@ -3,7 +3,9 @@
 Every chapter reads its sizes from `current()` so that the same notebook runs in two minutes
 under the tests (`quick`), in a few minutes for a learner (`standard`), or on all the data (`full`).
 Set the profile with the environment variable ``TUTORLIB_PROFILE``, and run any profile on other
-seeds with ``TUTORLIB_SEEDS=20,21,22`` (how `make confirm` checks the verdicts on unseen seeds).
+seeds with ``TUTORLIB_SEEDS=20,21,22`` (how `make confirm` checks the verdicts on unseen seeds), and on
+other pretraining runs of the checkpoint zoo with ``TUTORLIB_PRETRAIN_SEEDS=100,...`` (built first with
+``make checkpoints PRETRAIN_SEEDS=100,...``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from . import inputs
 
 ENV_VAR = "TUTORLIB_PROFILE"
 SEEDS_VAR = "TUTORLIB_SEEDS"
+PRETRAIN_SEEDS_VAR = "TUTORLIB_PRETRAIN_SEEDS"  # which pretraining runs of the zoo's checkpoints the chapters use
+PRETRAIN_SEEDS = (0, 1, 2, 3, 4)  # the zoo data/checkpoints ships (make checkpoints PRETRAIN_SEEDS=... builds others)
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Profile:
     test_per_class: int  # images per class taken from the test split
     epoch_scale: float  # multiplies every chapter's epoch or step counts
     data_size: str  # "small" (bundled) or "full" (the whole of Fashion-MNIST)
+    pretrain_seeds: tuple[int, ...] = PRETRAIN_SEEDS  # the checkpoints' pretraining runs a verdict spans
 
     @property
     def decides(self) -> bool:
@@ -47,18 +52,18 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def _seeds_from_env(default: tuple[int, ...]) -> tuple[int, ...]:
-    """The seeds named in $TUTORLIB_SEEDS ("20,21,22"), else `default`."""
-    text = os.environ.get(SEEDS_VAR, "").strip()
+def _seeds_from_env(default: tuple[int, ...], var: str = SEEDS_VAR, example: str = "20,21,22") -> tuple[int, ...]:
+    """The seeds named in $TUTORLIB_SEEDS ("20,21,22"), or in `var`; else `default`."""
+    text = os.environ.get(var, "").strip()
     if not text:
         return default
     try:
         seeds = tuple(inputs.seed(int(part)) for part in text.split(","))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{SEEDS_VAR}={text!r} is not a comma-separated list of seeds such as "
-                         f"`{SEEDS_VAR}=20,21,22` ({err}).") from None
+        raise ValueError(f"{var}={text!r} is not a comma-separated list of seeds such as "
+                         f"`{var}={example}` ({err}).") from None
     if len(set(seeds)) != len(seeds) or len(seeds) < 2:
-        raise ValueError(f"{SEEDS_VAR}={text!r}: give at least two different seeds, e.g. `{SEEDS_VAR}=20,21,22`.")
+        raise ValueError(f"{var}={text!r}: give at least two different seeds, e.g. `{var}={example}`.")
     return seeds
 
 
@@ -71,4 +76,5 @@ def current(name: str | None = None) -> Profile:
             f"Choose one of {sorted(PROFILES)}, e.g. `export {ENV_VAR}=quick`."
         )
     profile = PROFILES[name]
-    return replace(profile, seeds=_seeds_from_env(profile.seeds))
+    return replace(profile, seeds=_seeds_from_env(profile.seeds),
+                   pretrain_seeds=_seeds_from_env(profile.pretrain_seeds, PRETRAIN_SEEDS_VAR, "100,101,102,103,104"))
