@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 
 CONFIRM_SEEDS ?= 20,21,22
 
-.PHONY: course student test unit confirm lab lab-student data checkpoints bench clean
+.PHONY: course student test unit confirm lab lab-student data checkpoints hub-test bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ data: $(STAMP)  ## rebuild data/fashion-mnist-small from the official IDX files
 
 checkpoints: $(STAMP)  ## retrain the course checkpoints and the pretraining-seed zoo (PRETRAIN_SEEDS=100,101,...: the zoo's arms at other seeds)
 	$(PY) -m tutorlib.tools.checkpoints $(if $(PRETRAIN_SEEDS),--seeds $(PRETRAIN_SEEDS))
+
+hub-test: $(STAMP)  ## a real JupyterHub with 20 system users, nbgrader's exchange and the course (root on Linux; ~6 min)
+	$(PY) -m pytest -p no:cacheprovider tests/test_hub.py -m hub
 
 bench: $(STAMP)  ## run benchmarks/ and rewrite benchmarks/RESULTS.md
 	$(PY) benchmarks/run_all.py

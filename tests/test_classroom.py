@@ -191,6 +191,25 @@ def test_the_readme_commands_are_the_ones_tested_here():
         # "Without make": run as written from a fresh venv by tests/test_installed_course.py
         "pip install tutorlib-0.1.0-py3-none-any.whl", "python -m tutorlib.course get pretrained-cnns-course",
         "jupyter lab pretrained-cnns-course", "python -m tutorlib.course student --out my-class",
+        # a class on one server: tests/test_hub.py runs the hub, setup and grading lines as written, with its own
+        # folder, roster and students' Python put in (the wheelhouse and venv lines: its fixture builds the same env)
+        ".venv/bin/python -m tutorlib.course wheel --students --out wheelhouse",
+        ".venv/bin/pip download --dest wheelhouse jupyterhub nbgrader wheelhouse/tutorlib-*+students-*.whl",
+        "python3 -m venv /opt/pcnn && /opt/pcnn/bin/pip install --no-index --find-links wheelhouse "
+        "wheelhouse/tutorlib-*+students-*.whl jupyterhub nbgrader",
+        ".venv/bin/python -m tutorlib.course hub --roster class.csv --teacher alice --course pcnn --out /srv/pcnn-hub "
+        "--student-python /opt/pcnn/bin/python",
+        "bash /srv/pcnn-hub/setup.sh", "cd /srv/pcnn-hub && /opt/pcnn/bin/jupyterhub -f jupyterhub_config.py",
+        "bash /srv/pcnn-hub/as-grader.sh nbgrader collect ch07", "bash /srv/pcnn-hub/autograde.sh ch07",
+        "bash /srv/pcnn-hub/as-grader.sh nbgrader export",
+        # TLJH (its installer needs systemd and the network): tests/test_hub_config.py loads the file it reads
+        "sudo /opt/tljh/user/bin/pip install --no-index --find-links wheelhouse wheelhouse/tutorlib-*+students-*.whl nbgrader",
+        "sudo .venv/bin/python -m tutorlib.course hub --roster class.csv --teacher alice --course pcnn --out "
+        "/srv/pcnn-hub --student-python /opt/tljh/user/bin/python",
+        "sudo bash /srv/pcnn-hub/setup.sh --tljh",
+        "sudo cp /srv/pcnn-hub/tljh/tutorlib_pcnn.py /opt/tljh/config/jupyterhub_config.d/",
+        'for s in $(tail -n +2 class.csv | cut -d, -f1); do sudo tljh-config add-item users.allowed "$s"; done',
+        "sudo tljh-config reload",
     }
 
 
@@ -202,7 +221,7 @@ def readme_twins() -> dict[str, str]:
 
 def test_readme_lists_a_python_twin_for_every_make_target_that_runs_one():
     assert set(readme_twins()) == {"course", "test", "unit", "confirm", "student", "lab", "lab-student", "data",
-                                   "checkpoints"}
+                                   "checkpoints", "hub-test"}
 
 
 @pytest.mark.parametrize("target", sorted(readme_twins()))

@@ -7,6 +7,7 @@
     python -m tutorlib.course get [DIR]                           # the chapters, copied into DIR
     python -m tutorlib.course lab [--student] [--out DIR]         # make lab / make lab-student
     python -m tutorlib.course wheel [--students] [--out dist]     # the course as one wheel (students: no key)
+    python -m tutorlib.course hub --roster class.csv --course pcnn --teacher alice --out /srv/pcnn-hub
     python -m tutorlib.course test | unit                         # make test / make unit
 
 Every make target runs one of these, so a machine without make (or without a clone: the wheel carries
@@ -21,9 +22,10 @@ that fails is marked failed in the index, with its error; the others still build
 
 `student` copies the notebooks with every cell tagged `solution` replaced by a stub that raises
 NotImplementedError with a hint, and with the hidden tests (``### BEGIN HIDDEN TESTS`` ...) cut out of
-the self-check cells, so no student copy shows an answer. `grade` puts the answer key's self-checks
-(hidden tests included) back into a submission, runs it top to bottom (errors do not stop it) and
-reports, per exercise, whether its self-check printed "Correct".
+the self-check cells, so no student copy shows an answer. `grade` runs each submission as it is, apart, reads
+its answers back as data, and decides them with the answer key's self-checks (hidden tests included) in a run
+of the key (`tutorlib.tools.grading`). `hub` writes what a JupyterHub on one server needs for a class
+(`tutorlib.tools.hub`).
 
 The exercises carry nbgrader's markup too (``### BEGIN SOLUTION`` regions, cell metadata with a
 grade_id and points, hidden tests), so `nbgrader generate_assignment` / `autograde` work on the same
@@ -56,7 +58,8 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="The course's commands without make: build the write-up, check it on other seeds, make "
                     "students' copies, grade them, copy the chapters to a folder of your own, run the tests.")
-    parser.add_argument("command", choices=["build", "confirm", "student", "grade", "get", "lab", "wheel", "test", "unit"])
+    parser.add_argument("command", choices=["build", "confirm", "student", "grade", "get", "lab", "wheel", "hub", "test",
+                                            "unit"])
     parser.add_argument("notebooks", nargs="*", type=Path, help="grade: the submitted notebooks; get: the folder")
     parser.add_argument("--profile", help=f"quick / standard / full (default: ${ENV_VAR} or standard)")
     parser.add_argument("--only", nargs="*", help="chapter numbers to build, e.g. 01 03")
@@ -72,11 +75,34 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--student", action="store_true", help="lab: open the students' copies (--out, default build/student/)")
     parser.add_argument("--students", action="store_true",
                         help="wheel: the students' edition (no solutions, no hidden tests) for a class to install")
+    parser.add_argument("--roster", type=Path, help="hub: a CSV of the class, one `username` per line")
+    parser.add_argument("--course", default="pcnn", help="hub: the course's name on the hub (default pcnn)")
+    parser.add_argument("--teacher", help="hub: the teacher's account (an admin of the hub)")
+    parser.add_argument("--assignment", action="append", metavar="NAME=NOTEBOOK",
+                        help="hub: an assignment to release (repeatable; default: the seven chapters, ch01 ... ch07)")
+    parser.add_argument("--student-python", help="hub: the Python of the students' environment (the students' wheel)")
+    parser.add_argument("--exchange", default="/srv/nbgrader/exchange", help="hub: nbgrader's exchange root")
     parser.add_argument("--save-reference", action="store_true",
                         help="build: keep this run (standard, default seeds, clean tree) as the reference run")
     parser.add_argument("--keep-going", action="store_true",
                         help="build: run every cell even after a failure, so every verdict is evaluated")
     return parser
+
+
+def write_hub_from_args(args) -> None:
+    from . import hub
+
+    if not args.roster or not args.teacher or not args.out:
+        raise SystemExit("hub needs --roster class.csv, --teacher NAME and --out FOLDER (e.g. /srv/pcnn-hub).")
+    assignments = hub.default_assignments()
+    if args.assignment:
+        pairs = [a.split("=", 1) for a in args.assignment]
+        if any(len(p) != 2 or not Path(p[1]).is_file() for p in pairs):
+            raise SystemExit(f"--assignment takes NAME=NOTEBOOK with an existing notebook, got {args.assignment}.")
+        assignments = {name: Path(nb) for name, nb in pairs}
+    written = hub.write_hub(args.out, args.course, args.teacher, hub.read_roster(args.roster), assignments,
+                            args.student_python, args.exchange)
+    print(f"{len(written)} files in {args.out.resolve()}; next, as root: bash {args.out.resolve() / 'setup.sh'}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,6 +118,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "wheel":
         build_wheel(args.out or paths.ROOT / "dist", students=args.students)
+        return
+    if args.command == "hub":
+        write_hub_from_args(args)
         return
     if args.command in ("test", "unit"):
         raise SystemExit(run_tests(unit_only=args.command == "unit"))

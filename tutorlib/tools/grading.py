@@ -103,7 +103,7 @@ def _unprotected_reason() -> str:
             f"by all (chmod -R o+rX on it and the folders above it)")
 
 
-def _kernel_manager_class(user):
+def sandboxed_kernel_class(user):
     from jupyter_client.manager import AsyncKernelManager  # nbclient's own: a blocking one stalls its timeouts
 
     class SandboxedKernel(AsyncKernelManager):
@@ -134,7 +134,7 @@ def _run(nb, folder: Path, cell_timeout: int, notebook_timeout: int) -> str | No
     env.update(HOME=str(folder), MPLCONFIGDIR=str(folder / ".matplotlib"), TUTORLIB_HEADLESS="1")
     client = NotebookClient(nb, kernel_name="python3", config=kernel_config(), timeout=cell_timeout,
                             interrupt_on_timeout=True, allow_errors=True, resources={"metadata": {"path": str(folder)}},
-                            kernel_manager_class=_kernel_manager_class(user))
+                            kernel_manager_class=sandboxed_kernel_class(user))
     client.km = client.create_kernel_manager()
     client.km.connection_file = str(folder / "kernel.json")
     stopped = threading.Event()

@@ -14,14 +14,15 @@ def pytest_command(unit_only: bool = False) -> list[str]:
         raise SystemExit("The unit tests live in the repository (tests/): run this in a clone.")
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(TEST_WORKERS), "--dist", "loadfile"]
     if unit_only:
-        return base + [str(paths.ROOT / "tests"), "-m", "not slow"]
+        return base + [str(paths.ROOT / "tests"), "-m", "not slow and not hub"]
     # Longest first, in this order (xdist would otherwise sort files by their number of tests): the chapters
     # and the three slowest test files start at once, and the many short files fill in at the end, so
     # neither worker waits alone for a chapter that started last.
     slow_tests = [str(paths.ROOT / "tests" / name) for name in SLOW_TEST_FILES]
     targets = [str(paths.NOTEBOOKS), *slow_tests, str(paths.ROOT / "tests")] if paths.IN_CLONE else [str(paths.NOTEBOOKS)]
     report = [f"--junitxml={paths.BUILD / 'test-report.xml'}"] if paths.IN_CLONE else []  # every test's time, per chapter too
-    return base + ["--no-loadscope-reorder", *targets, "--nbval-lax", "--nbval-current-env", "--durations=10", *report]
+    return base + ["--no-loadscope-reorder", *targets, "-m", "not hub", "--nbval-lax", "--nbval-current-env",
+                   "--durations=10", *report]
 
 
 SLOW_TEST_FILES = ("test_installed_course.py", "test_lab_session.py", "test_checkpoints.py")  # 85-110 s each
