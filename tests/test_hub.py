@@ -73,19 +73,41 @@ def as_written(command: str, folder: Path, python: str) -> str:
 
 
 def students_python() -> str:
-    """A Python every account can run, with the students' wheel (no solutions), JupyterHub and nbgrader."""
+    """A Python every account can run, with the students' wheel (no solutions), JupyterHub and nbgrader.
+
+    The README builds this environment whole from a wheelhouse (6 GB with torch); so does the test where this
+    run's environment is not readable by other accounts. Where it is, the test installs only the students' wheel,
+    JupyterHub and nbgrader and borrows the other packages (torch, timm, ...) through a .pth path line, which adds
+    no .pth processing: the clone's editable tutorlib (the key) is not importable there, as checked below.
+    """
     dist = Path(tempfile.mkdtemp())
     subprocess.run([sys.executable, "-m", "tutorlib.course", "wheel", "--students", "--out", str(dist)], check=True,
                    capture_output=True, cwd=ROOT)
     wheel = next(dist.glob("*.whl"))
     env = ENV_CACHE / hashlib.sha256(wheel.read_bytes()).hexdigest()[:12]
     if not (env / "ready").exists():
-        shutil.rmtree(env, ignore_errors=True)
+        shutil.rmtree(ENV_CACHE, ignore_errors=True)  # one cached environment at a time
         subprocess.run(["/usr/bin/python3", "-m", "venv", str(env)], check=True)
-        subprocess.run([str(env / "bin" / "pip"), "install", "--quiet", str(wheel), "jupyterhub", "nbgrader"], check=True)
+        borrowed = next(Path(sys.prefix, "lib").glob("python3*/site-packages"))
+        if _readable_by_all(borrowed):
+            site = next((env / "lib").glob("python3*/site-packages"))
+            (site / "zz_borrowed.pth").write_text(f"{borrowed}\n")
+        subprocess.run([str(env / "bin" / "pip"), "install", "--quiet", *(["--no-deps", "--ignore-installed"]
+                        if _readable_by_all(borrowed) else []), str(wheel), "jupyterhub", "nbgrader"], check=True)
         (env / "ready").touch()
     shutil.rmtree(dist)
-    return str(env / "bin" / "python")
+    python = str(env / "bin" / "python")
+    where = Path(subprocess.run([python, "-c", "import tutorlib, nbgrader, torch; print(tutorlib.__file__)"],
+                                capture_output=True, text=True, check=True, cwd="/").stdout.strip()).parent
+    chapters = sorted((where / "course_notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert where.is_relative_to(env) and len(chapters) == 7, where  # the students' edition, not the clone's key
+    assert not any("BEGIN SOLUTION" in p.read_text() for p in chapters)
+    return python
+
+
+def _readable_by_all(path: Path) -> bool:
+    """Every folder on the way can be entered by other accounts, and the last one read."""
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents]) and bool(path.stat().st_mode & 0o004)
 
 
 class Hub:
@@ -131,6 +153,7 @@ c.JupyterHub.services.append({{"name": "tester", "api_token": {TOKEN!r}}})
 c.JupyterHub.load_roles.append({{"name": "tester", "services": ["tester"],
                                 "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"]}})
 """)
+    stop_proxy()  # one a crashed run left behind would answer our hub with 403
     log = open(folder / "run" / "hub.log", "w")
     process = subprocess.Popen([str(Path(sys.executable).parent / "jupyterhub"), "-f", str(folder / "run" / "test_config.py")],
                                cwd=folder / "run", stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -143,7 +166,9 @@ c.JupyterHub.load_roles.append({{"name": "tester", "services": ["tester"],
             except OSError:
                 continue
         else:
-            raise AssertionError((folder / "run" / "hub.log").read_text()[-3000:])
+            log_text = (folder / "run" / "hub.log").read_text()
+            raise AssertionError("\n".join(line for line in log_text.splitlines()
+                                           if "rror" in line or "Traceback" in line or "[E " in line)[:3000])
         yield h
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -151,12 +176,17 @@ c.JupyterHub.load_roles.append({{"name": "tester", "services": ["tester"],
             process.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+        stop_proxy()  # the proxy is a session of its own: the hub stops it, unless the hub died first
         for user in made:
             subprocess.run(["pkill", "-9", "-u", user], capture_output=True)
         time.sleep(1)
         for user in made:
             subprocess.run(["userdel", "--remove", user], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_proxy() -> None:
+    subprocess.run(["pkill", "-f", f"configurable-http-proxy.*--api-port {API_PORT}"], capture_output=True)
 
 
 def start_servers(hub: Hub, users: list[str]) -> None:
