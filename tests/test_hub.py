@@ -138,7 +138,14 @@ def hub():
     assert " hub --roster " in write and setup.endswith("setup.sh") and " -f jupyterhub_config.py" in start
     extra = f" --assignment mini={MINI} --exchange {folder / 'exchange'}"  # the mini chapter; an exchange of its own
     subprocess.run(as_written(write, folder, python) + extra, shell=True, check=True, cwd=ROOT)
-    h = Hub(folder, python)
+    try:
+        yield from _started(Hub(folder, python), folder, python, setup)
+    finally:
+        _clean_up(folder, made)
+
+
+def _started(h: Hub, folder: Path, python: str, setup: str):
+    """setup.sh as written, then JupyterHub on the generated config; yields the hub, stops it after."""
     ran = subprocess.run(as_written(setup, folder, python), shell=True, capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr[-3000:]
     (folder / "run").mkdir()  # the README's `jupyterhub -f jupyterhub_config.py`, with test ports and an admin token
@@ -176,13 +183,17 @@ c.JupyterHub.load_roles.append({{"name": "tester", "services": ["tester"],
             process.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-        stop_proxy()  # the proxy is a session of its own: the hub stops it, unless the hub died first
-        for user in made:
-            subprocess.run(["pkill", "-9", "-u", user], capture_output=True)
-        time.sleep(1)
-        for user in made:
-            subprocess.run(["userdel", "--remove", user], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _clean_up(folder: Path, made: list[str]) -> None:
+    """The proxy, every process of the test's accounts, the accounts it made, its folder."""
+    stop_proxy()  # the proxy is a session of its own: the hub stops it, unless the hub died first
+    for user in [TEACHER, GRADER, *STUDENTS]:  # their servers outlive a hub that was killed
+        subprocess.run(["pkill", "-9", "-u", user], capture_output=True)
+    time.sleep(1)
+    for user in made:
+        subprocess.run(["userdel", "--remove", user], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def stop_proxy() -> None:
