@@ -12,7 +12,9 @@ formgrader), `setup.sh` (run once, as root) and `autograde.sh` (as root: each su
 `nobody` in a private folder, so it can read neither the key nor the gradebook, nor write them).
 
 The exchange root belongs to root (0755) and only the course's folder in it to the grader account: stock
-nbgrader makes the root world-writable (nbgrader#1225), which `KeepRootRelease` refuses to do.
+nbgrader checks on every command that the root is writable and makes it world-writable on release
+(nbgrader#1225); the `KEEP_ROOT` exchange classes only check that it can be entered, and a submission stays
+readable by its student and the grader account alone (nbgrader#978).
 """
 from __future__ import annotations
 
