@@ -79,6 +79,7 @@ def students_python() -> str:
     run's environment is not readable by other accounts. Where it is, the test installs only the students' wheel,
     JupyterHub and nbgrader and borrows the other packages (torch, timm, ...) through a .pth path line, which adds
     no .pth processing: the clone's editable tutorlib (the key) is not importable there, as checked below.
+    alembic is installed, not borrowed, because nbgrader runs its command from PATH (the borrowed bin is not there).
     """
     dist = Path(tempfile.mkdtemp())
     subprocess.run([sys.executable, "-m", "tutorlib.course", "wheel", "--students", "--out", str(dist)], check=True,
@@ -93,7 +94,7 @@ def students_python() -> str:
             site = next((env / "lib").glob("python3*/site-packages"))
             (site / "zz_borrowed.pth").write_text(f"{borrowed}\n")
         subprocess.run([str(env / "bin" / "pip"), "install", "--quiet", *(["--no-deps", "--ignore-installed"]
-                        if _readable_by_all(borrowed) else []), str(wheel), "jupyterhub", "nbgrader"], check=True)
+                        if _readable_by_all(borrowed) else []), str(wheel), "jupyterhub", "nbgrader", "alembic"], check=True)
         (env / "ready").touch()
     shutil.rmtree(dist)
     python = str(env / "bin" / "python")
