@@ -8,7 +8,9 @@ scripts in it, run as the README says: setup.sh, as-grader.sh, autograde.sh.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "tests" / "fixtures" / "mini_chapter.ipynb"
+REAL, CHAPTER = "ch07", ROOT / "notebooks" / "07_choosing_a_model.ipynb"  # the quickest chapter, for the browser
 COURSE, TEACHER, GRADER = "pcnn", "hubteach", "grader-pcnn"
 STUDENTS = [f"hubs{i:02d}" for i in range(1, 21)]
 PORT, HUB_PORT, API_PORT = 18500, 18581, 18501
@@ -79,7 +82,9 @@ def students_python() -> str:
     run's environment is not readable by other accounts. Where it is, the test installs only the students' wheel,
     JupyterHub and nbgrader and borrows the other packages (torch, timm, ...) through a .pth path line, which adds
     no .pth processing: the clone's editable tutorlib (the key) is not importable there, as checked below.
-    alembic is installed, not borrowed, because nbgrader runs its command from PATH (the borrowed bin is not there).
+    Borrowing brings a package's Python files only, so the packages that also install files beside them are
+    installed: JupyterLab's pages and extensions and their server settings (share/ and etc/jupyter), and alembic,
+    whose command nbgrader runs from PATH.
     """
     dist = Path(tempfile.mkdtemp())
     subprocess.run([sys.executable, "-m", "tutorlib.course", "wheel", "--students", "--out", str(dist)], check=True,
@@ -93,8 +98,9 @@ def students_python() -> str:
         if _readable_by_all(borrowed):
             site = next((env / "lib").glob("python3*/site-packages"))
             (site / "zz_borrowed.pth").write_text(f"{borrowed}\n")
+        own = _jupyter_data_packages(borrowed) if _readable_by_all(borrowed) else []
         subprocess.run([str(env / "bin" / "pip"), "install", "--quiet", *(["--no-deps", "--ignore-installed"]
-                        if _readable_by_all(borrowed) else []), str(wheel), "jupyterhub", "nbgrader", "alembic"], check=True)
+                        if own else []), str(wheel), "jupyterhub", "nbgrader", "alembic", *own], check=True)
         (env / "ready").touch()
     shutil.rmtree(dist)
     python = str(env / "bin" / "python")
@@ -104,6 +110,14 @@ def students_python() -> str:
     assert where.is_relative_to(env) and len(chapters) == 7, where  # the students' edition, not the clone's key
     assert not any("BEGIN SOLUTION" in p.read_text() for p in chapters)
     return python
+
+
+def _jupyter_data_packages(site: Path) -> list[str]:
+    """Packages in `site` that install Jupyter's front-end files or server settings (share/jupyter, etc/jupyter)."""
+    from importlib.metadata import distributions
+
+    return sorted({f'{d.metadata["Name"]}=={d.version}' for d in distributions(path=[str(site)])
+                   if any(str(f).startswith(("../../../share/jupyter", "../../../etc/jupyter")) for f in d.files or [])})
 
 
 def _readable_by_all(path: Path) -> bool:
@@ -137,7 +151,8 @@ def hub():
     made = [u for u in [TEACHER, GRADER, *STUDENTS] if subprocess.run(["id", "-u", u], capture_output=True).returncode]
     write, setup, start = readme_hub_commands()[:3]
     assert " hub --roster " in write and setup.endswith("setup.sh") and " -f jupyterhub_config.py" in start
-    extra = f" --assignment mini={MINI} --exchange {folder / 'exchange'}"  # the mini chapter; an exchange of its own
+    extra = (f" --assignment mini={MINI} --assignment {REAL}={CHAPTER} --profile quick"  # the mini chapter for the class,
+             f" --exchange {folder / 'exchange'}")  # a real one for the browser student; an exchange of its own
     subprocess.run(as_written(write, folder, python) + extra, shell=True, check=True, cwd=ROOT)
     try:
         yield from _started(Hub(folder, python), folder, python, setup)
@@ -262,7 +277,7 @@ def test_a_class_of_twenty_fetches_answers_submits_and_gets_what_it_earned(hub):
     expected = {}
     for i, student in enumerate(STUDENTS, 1):
         listed = exchange(hub, student, "fetch")
-        assert listed["value"][0]["status"] == "fetched"
+        assert [a["status"] for a in listed["value"] if a["assignment_id"] == "mini"] == ["fetched"], listed
         answers, expected[student] = plan(i)
         if student == "hubs06":  # a submission that tries, at autograde time, to read the key and write the gradebook
             answers[1] = ATTACK.format(key=str(key), gradebook=str(home / "gradebook.db")) + RIGHT[1]
@@ -274,6 +289,10 @@ def test_a_class_of_twenty_fetches_answers_submits_and_gets_what_it_earned(hub):
         answer(hub, student, answers)
         exchange(hub, student, "submit")
 
+    servers = {student: _server_usage(student) for student in STUDENTS}  # after fetch and submit: the exchange loaded
+    assert not [s for s, u in servers.items() if u["torch"]], "a student's server loaded torch (0.6 GB each)"
+    _record("hub-servers.json", {s: u["rss_mib"] for s, u in servers.items()})
+
     collect, autograde, export = readme_hub_commands()[3:6]  # the README's grading block, as written
     assert "collect" in collect and "autograde.sh" in autograde and "export" in export
     for command in (collect, autograde, export):
@@ -282,13 +301,27 @@ def test_a_class_of_twenty_fetches_answers_submits_and_gets_what_it_earned(hub):
     import csv
 
     with open(home / "grades.csv") as f:
-        scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f)}
+        scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f) if row["assignment"] == "mini"}
     assert scores == {s: float(v) for s, v in expected.items()}, scores
 
     attacked = nbformat.read(home / "autograded" / "hubs06" / "mini" / "mini.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in attacked.cells for o in c.get("outputs", []))
     assert printed.count("refused: PermissionError") == 2 and "REACHED" not in printed, printed
     assert key.read_bytes() == key_before
+
+
+def _server_usage(user: str) -> dict:
+    """A student's Jupyter server: its resident memory (MiB) and whether torch is mapped into it."""
+    pids = subprocess.run(["pgrep", "-u", user, "-f", "jupyterhub-singleuser"], capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1, (user, pids)
+    rss_kib = int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pids[0]}/status").read_text()).group(1))
+    return {"rss_mib": round(rss_kib / 1024), "torch": "libtorch" in Path(f"/proc/{pids[0]}/maps").read_text()}
+
+
+def _record(name: str, values: dict) -> None:
+    """Keep a measurement for the sizing notes (build/, not committed)."""
+    (ROOT / "build").mkdir(exist_ok=True)
+    (ROOT / "build" / name).write_text(json.dumps(values, indent=1))
 
 
 def test_a_student_cannot_reach_another_students_work_the_key_or_the_gradebook(hub):
@@ -325,3 +358,106 @@ def test_saved_work_survives_a_stopped_server(hub):
             break
     start_servers(hub, [student])
     assert hub.api("GET", path, hub.tokens[student]).json()["content"] == text
+
+
+# ----------------------------------------------------------------------------- a student in a browser
+BROWSER_STUDENT = STUDENTS[-1]
+ANSWERS = {  # chapter 7's exercises, typed as a student would: the answer cell's first line names the variable
+    "flops_w16 = None": "flops_w16 = analysis.count_flops(models.small_cnn(16, 4, 5), (1, 28, 28))",
+    "best_under_budget = None": 'best_under_budget = summary[summary["latency b64 (ms)"] <= 10]["probe accuracy"].idxmax()',
+    "logme_pixels = None": "logme_pixels = analysis.logme(sources.pixels(target0), target0[1])",
+}
+
+
+def _lab_settings(user: str) -> None:
+    """The test's JupyterLab settings in the student's home (every cell in the page; no news pop-up)."""
+    from test_lab_session import SETTINGS
+
+    for name, values in SETTINGS.items():
+        path = Path(f"/home/{user}/.jupyter/lab/user-settings") / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    subprocess.run(["chown", "-R", f"{user}:{user}", f"/home/{user}/.jupyter"], check=True)
+
+
+def _kernel_usage(user: str) -> dict[str, float]:
+    """Peak memory (MiB) and CPU seconds of the user's notebook kernel, read from /proc while it still runs."""
+    pids = subprocess.run(["pgrep", "-u", user, "-f", "ipykernel_launcher"], capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1, pids
+    status = Path(f"/proc/{pids[0]}/status").read_text()
+    peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+    fields = Path(f"/proc/{pids[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return {"peak_mib": round(peak_kib / 1024), "cpu_s": round(cpu, 1)}
+
+
+def test_a_student_in_chromium_fetches_runs_and_submits_a_real_chapter(hub):
+    """hubs20 logs in, fetches chapter 7 from the Assignments tab, answers, runs it all, submits; it earns 3 of 3."""
+    from test_lab_session import CHROMIUM, browser
+
+    sync_playwright = browser()
+    student, password = BROWSER_STUDENT, hashlib.sha256(os.urandom(8)).hexdigest()[:16]
+    subprocess.run(["chpasswd"], input=f"{student}:{password}\n", text=True, check=True)
+    _lab_settings(student)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", student)
+        page.fill("#password_input", password)
+        page.click("#login_submit")
+        page.wait_for_selector(".jp-LabShell", timeout=300_000)
+
+        page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+        page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+        released = page.locator("#released_assignments_list .list_item", has_text=REAL)
+        released.locator("button", has_text="Fetch").click(timeout=60_000)
+        fetched = page.locator("#fetched_assignments_list .list_item", has_text=REAL).first
+        fetched.locator("a.assignment-notebooks-link").click(timeout=60_000)
+        page.locator("#fetched_assignments_list a", has_text=REAL).last.click()  # the notebook, in a new tab
+        shown = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+        page.wait_for_selector(f"{shown} .jp-CodeCell", timeout=60_000)
+        for first_line, code in ANSWERS.items():
+            cell = page.locator(f"{shown} .jp-CodeCell").filter(has_text=first_line).first
+            cell.locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Control+a")
+            page.keyboard.insert_text(code)
+
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        page.wait_for_function(  # every code cell ran: a number in each prompt, none waiting ([*]) or empty
+            """s => { const p = [...document.querySelectorAll(s + ' .jp-CodeCell .jp-InputArea-prompt')];
+                      return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.innerText)); }""",
+            arg=shown, timeout=600_000, polling=2000)
+        usage = _kernel_usage(student)
+        path = Path(f"/home/{student}/{COURSE}/{REAL}/{REAL}.ipynb")
+        before = path.stat().st_mtime_ns
+        page.keyboard.press("Control+s")
+        for _ in range(60):
+            if path.stat().st_mtime_ns != before:
+                break
+            page.wait_for_timeout(250)
+
+        page.locator(".lm-TabBar-tabLabel", has_text="Assignments").click()
+        page.locator("#fetched_assignments_list .list_item", has_text=REAL).locator("button", has_text="Submit").click()
+        page.locator("#submitted_assignments_list .list_item", has_text=REAL).first.wait_for(timeout=60_000)
+        chromium.close()
+
+    saved = nbformat.read(path, as_version=4)
+    code = [c for c in saved.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert all(c.execution_count for c in code) and not errors, errors[:1]
+    print(f"\nchapter 7 (quick) in {student}'s kernel on the hub: {usage}")
+    _record("hub-browser-kernel.json", {"chapter": REAL, "profile": "quick", **usage})
+
+    collect, autograde, export = readme_hub_commands()[3:6]
+    for command in (collect, autograde, export):
+        ran = subprocess.run(as_written(command, hub.folder, hub.python).replace(" mini", f" {REAL}"), shell=True,
+                             capture_output=True, text=True)
+        assert ran.returncode == 0, (command, ran.stderr[-3000:])
+    import csv
+
+    with open(Path(f"/home/{GRADER}/{COURSE}/grades.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["assignment"] == REAL and r["student_id"] == student]
+    assert [float(r["raw_score"]) for r in rows] == [3.0], rows

@@ -6,6 +6,7 @@ the network, so for it this checks the config file its `jupyterhub_config.d` loa
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def test_nbgrader_gets_the_exchange_that_keeps_its_root_and_students_no_formgrad
     folder = written(tmp_path)
     c = load(folder / "jupyter" / "nbgrader_config.py")
     assert c.Exchange.root == "/srv/nbgrader/exchange" and c.Exchange.path_includes_course
-    assert c.ExchangeFactory.submit == "tutorlib.tools.hub.KeepRootExchangeSubmit"
+    assert c.ExchangeFactory.submit == "tutorlib_exchange.KeepRootExchangeSubmit"
     assert set(c.ExchangeFactory) == set(hub.KEEP_ROOT)
     assert '"nbgrader.server_extensions.formgrader": false' in (folder / "jupyter" / "jupyter_server_config.json").read_text()
     for script in ("setup.sh", "autograde.sh", "as-grader.sh"):
@@ -83,3 +84,33 @@ def test_a_students_copy_is_not_an_answer_key(tmp_path):
         hub.write_hub(tmp_path / "hub", "pcnn", "alice", ["s01"], {"mini": copy})
     with pytest.raises(SystemExit, match="not a student's"):
         hub.write_hub(tmp_path / "hub", "pcnn", "s01", ["s01"], {"mini": MINI})
+
+
+def test_every_server_imports_the_exchange_without_torch(tmp_path):
+    """What each student's server loads: the exchange's classes by the config's names, and neither tutorlib nor torch."""
+    folder = written(tmp_path)
+    code = (f"from traitlets.config.loader import PyFileConfigLoader\n"
+            f"import importlib, sys\n"
+            f"c = PyFileConfigLoader('nbgrader_config.py', {str(folder / 'jupyter')!r}).load_config()\n"
+            f"for name in c.ExchangeFactory.values():\n"
+            f"    module, cls = name.rsplit('.', 1)\n"
+            f"    getattr(importlib.import_module(module), cls)\n"
+            f"print(sorted(m for m in ('torch', 'tutorlib', 'matplotlib') if m in sys.modules))")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == "[]"
+
+
+def test_the_class_profile_and_threads_reach_every_kernel_and_autograde(tmp_path):
+    hub.write_hub(tmp_path / "hub", "pcnn", "alice", ["s01"], {"mini": MINI}, "/opt/pcnn/bin/python", profile="quick")
+    c = load(tmp_path / "hub" / "jupyterhub_config.py")
+    assert c.Spawner.environment["TUTORLIB_PROFILE"] == "quick"
+    assert c.Spawner.environment["TUTORLIB_THREADS"] == c.Spawner.environment["OMP_NUM_THREADS"] == "1"
+    assert "TUTORLIB_PROFILE=quick" in (tmp_path / "hub" / "autograde.sh").read_text()
+    assert "TUTORLIB_PROFILE" not in load(written(tmp_path / "default") / "jupyterhub_config.py").Spawner.environment
+
+
+@pytest.mark.parametrize("bad, message", [({"profile": "fast"}, "--profile 'fast'"), ({"threads": 0}, "--threads 0")])
+def test_a_wrong_profile_or_thread_count_is_refused_with_the_choices(tmp_path, bad, message):
+    with pytest.raises(SystemExit, match=message):
+        hub.write_hub(tmp_path / "hub", "pcnn", "alice", ["s01"], {"mini": MINI}, **bad)

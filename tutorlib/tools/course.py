@@ -82,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
                         help="hub: an assignment to release (repeatable; default: the seven chapters, ch01 ... ch07)")
     parser.add_argument("--student-python", help="hub: the Python of the students' environment (the students' wheel)")
     parser.add_argument("--exchange", default="/srv/nbgrader/exchange", help="hub: nbgrader's exchange root")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="hub: torch threads per student kernel (default 1: the class shares the cores)")
     parser.add_argument("--save-reference", action="store_true",
                         help="build: keep this run (standard, default seeds, clean tree) as the reference run")
     parser.add_argument("--keep-going", action="store_true",
@@ -101,7 +103,7 @@ def write_hub_from_args(args) -> None:
             raise SystemExit(f"--assignment takes NAME=NOTEBOOK with an existing notebook, got {args.assignment}.")
         assignments = {name: Path(nb) for name, nb in pairs}
     written = hub.write_hub(args.out, args.course, args.teacher, hub.read_roster(args.roster), assignments,
-                            args.student_python, args.exchange)
+                            args.student_python, args.exchange, profile=args.profile, threads=args.threads)
     print(f"{len(written)} files in {args.out.resolve()}; next, as root: bash {args.out.resolve() / 'setup.sh'}")
 
 

@@ -11,10 +11,8 @@ with the course's Jupyter config), `tljh/tutorlib_<course>.py` (the same for The
 formgrader), `setup.sh` (run once, as root) and `autograde.sh` (as root: each submission's kernel runs as
 `nobody` in a private folder, so it can read neither the key nor the gradebook, nor write them).
 
-The exchange root belongs to root (0755) and only the course's folder in it to the grader account: stock
-nbgrader checks on every command that the root is writable and makes it world-writable on release
-(nbgrader#1225); the `KEEP_ROOT` exchange classes only check that it can be entered, and a submission stays
-readable by its student and the grader account alone (nbgrader#978).
+nbgrader's exchange is the one in `exchange.py` (the root stays root's, a submission its student's and the
+grader's), copied into `jupyter/` so that the servers import it without tutorlib and torch.
 """
 from __future__ import annotations
 
@@ -23,20 +21,21 @@ import json
 import os
 import re
 import shlex
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from nbgrader.exchange import default as default_exchange
-
+from . import exchange as _exchange
 from . import paths
+from ..profile import PROFILES
 
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,30}")  # what useradd and JupyterHub both accept, lowercase
 RESERVED = {"root", "nobody", "admin", "jupyter", "daemon"}
 EXCHANGE = "/srv/nbgrader/exchange"
 SERVICE_PORT = 9999
 TLJH_SINGLEUSER = "/opt/tljh/user/bin/jupyterhub-singleuser"
+EXCHANGE_MODULE = "tutorlib_exchange"  # exchange.py's name in the hub folder's jupyter/
+KEEP_ROOT = _exchange.KEEP_ROOT
 
 
 # ----------------------------------------------------------------------------- the roster
@@ -68,11 +67,15 @@ def default_assignments() -> dict[str, Path]:
 
 # ----------------------------------------------------------------------------- the files
 def write_hub(out: Path, course: str, teacher: str, students: list[str], assignments: dict[str, Path],
-              student_python: str | None = None, exchange: str = EXCHANGE) -> list[Path]:
+              student_python: str | None = None, exchange: str = EXCHANGE, profile: str | None = None,
+              threads: int = 1) -> list[Path]:
     """Write the hub folder; return the files written.
 
     student_python: the Python of the students' environment (the students' wheel: no solutions); default this one.
     exchange: nbgrader's exchange root (default /srv/nbgrader/exchange).
+    profile: the chapters' profile on the hub (quick / standard / full; default: standard, the chapters' own).
+    threads: torch threads per student kernel (default 1: the cores are shared by the class, and one thread
+    gives the numbers a 2-core laptop gives).
     """
     if not NAME.fullmatch(course):
         raise SystemExit(f"--course {course!r}: a course name is lowercase letters, digits, - and _, e.g. pcnn.")
@@ -83,6 +86,10 @@ def write_hub(out: Path, course: str, teacher: str, students: list[str], assignm
         raise SystemExit(f"Assignments {keyless} hold no solutions (a students' copy?): nbgrader makes the students' "
                          f"versions and the hidden tests from the answer key. Run this from your own copy of the "
                          f"chapters (a clone or the self-study wheel); --student-python names the students' environment.")
+    if profile is not None and profile not in PROFILES:
+        raise SystemExit(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    if not isinstance(threads, int) or threads < 1:
+        raise SystemExit(f"--threads {threads!r}: a positive whole number of torch threads per student kernel, e.g. 1.")
     out = out.resolve()
     (out / "jupyter" / "labconfig").mkdir(parents=True, exist_ok=True)
     (out / "tljh").mkdir(exist_ok=True)
@@ -90,12 +97,16 @@ def write_hub(out: Path, course: str, teacher: str, students: list[str], assignm
     for name, notebook in assignments.items():
         (out / "assignments" / f"{name}.ipynb").write_bytes(Path(notebook).read_bytes())
     shared = student_python or sys.executable  # what every account's servers and nbgrader commands run
+    kernel_env = {"TUTORLIB_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+                  **({"TUTORLIB_PROFILE": profile} if profile else {})}
     settings = dict(course=course, teacher=teacher, grader=f"grader-{course}", students=students, exchange=exchange,
-                    config_path=str(out / "jupyter"), python=shared, singleuser=_next_to(shared, "jupyterhub-singleuser"))
+                    config_path=str(out / "jupyter"), python=shared, singleuser=_next_to(shared, "jupyterhub-singleuser"),
+                    kernel_env=kernel_env)
     files = {
         out / "jupyterhub_config.py": _hub_config(settings, plain=True),
         out / "tljh" / f"tutorlib_{course}.py": _hub_config(settings, plain=False),
-        out / "jupyter" / "nbgrader_config.py": _nbgrader_config(exchange),
+        out / "jupyter" / "nbgrader_config.py": _nbgrader_config(exchange, out / "jupyter"),
+        out / "jupyter" / f"{EXCHANGE_MODULE}.py": Path(_exchange.__file__).read_text(encoding="utf-8"),
         out / "jupyter" / "jupyter_server_config.json": json.dumps(
             {"ServerApp": {"jpserver_extensions": {"nbgrader.server_extensions.formgrader": False}}}, indent=1),
         out / "jupyter" / "labconfig" / "page_config.json": json.dumps({"disabledExtensions": {
@@ -146,18 +157,22 @@ def _hub_config(s: dict, plain: bool) -> str:
         "    'environment': {'JUPYTERHUB_DEFAULT_URL': '/lab', 'JUPYTER_CONFIG_PATH': f'/home/{GRADER}/.jupyter-course'},",
         "}]",
         "c.Spawner.default_url = '/lab'",
-        f"c.Spawner.environment = {{'JUPYTER_CONFIG_PATH': {s['config_path']!r}}}  # exchange, no formgrader",
+        f"c.Spawner.environment = {{'JUPYTER_CONFIG_PATH': {s['config_path']!r}, **{s['kernel_env']!r}}}"
+        "  # exchange, no formgrader; threads per kernel, profile",
     ]
     if plain:  # TLJH's servers run its user environment, where the students' wheel is installed
         lines.append(f"c.Spawner.cmd = [{s['singleuser']!r}]  # the students' environment: no solutions")
     return "\n".join(lines) + "\n"
 
 
-def _nbgrader_config(exchange: str) -> str:
-    return (f"from nbgrader.auth import JupyterHubAuthPlugin\n\nc = get_config()  # noqa\n"
+def _nbgrader_config(exchange: str, folder: Path) -> str:
+    """nbgrader's exchange settings; its classes come from the copy of exchange.py in `folder`."""
+    return (f"import sys\n\nfrom nbgrader.auth import JupyterHubAuthPlugin\n\nc = get_config()  # noqa\n"
+            f"if {str(folder)!r} not in sys.path:  # {EXCHANGE_MODULE}.py: the exchange, without torch\n"
+            f"    sys.path.insert(0, {str(folder)!r})\n"
             f"c.Exchange.root = {exchange!r}\nc.Exchange.path_includes_course = True\n"
             f"c.Authenticator.plugin_class = JupyterHubAuthPlugin\n"
-            + "".join(f"c.ExchangeFactory.{role} = 'tutorlib.tools.hub.{cls.__name__}'\n" for role, cls in KEEP_ROOT.items()))
+            + "".join(f"c.ExchangeFactory.{role} = '{EXCHANGE_MODULE}.{cls.__name__}'\n" for role, cls in KEEP_ROOT.items()))
 
 
 def _setup_script(out: Path, s: dict, assignments: list[str]) -> str:
@@ -199,7 +214,8 @@ def _setup_script(out: Path, s: dict, assignments: list[str]) -> str:
 def _account_env(s: dict, home: str) -> str:
     """The environment an account's nbgrader commands get: its home, the shared Python first on PATH, the config."""
     path = f"{Path(s['python']).parent}:/usr/local/bin:/usr/bin:/bin"
-    return f"HOME={home} PATH={shlex.quote(path)} JUPYTER_CONFIG_PATH={shlex.quote(s['config_path'])} LANG=C.UTF-8"
+    kernel = "".join(f" {name}={shlex.quote(value)}" for name, value in s["kernel_env"].items())  # autograde's kernels
+    return f"HOME={home} PATH={shlex.quote(path)} JUPYTER_CONFIG_PATH={shlex.quote(s['config_path'])} LANG=C.UTF-8{kernel}"
 
 
 def _as_grader_script(s: dict) -> str:
@@ -227,59 +243,7 @@ def _autograde_script(out: Path, s: dict) -> str:
     ]) + "\n"
 
 
-# ----------------------------------------------------------------------------- the exchange and autograde
-class _KeepRoot:
-    """nbgrader's exchange, except that the root need not be writable by everyone (nbgrader#1225).
-
-    Stock nbgrader checks on every command that the exchange root is writable and, on release, makes it
-    world-writable. With `path_includes_course` nothing is written in the root itself: setup.sh creates it
-    (root, 0755) and the course's folder in it (the grader account's), so only that folder's own
-    permissions (outbound 0755, inbound 2733) govern who may write what.
-    """
-
-    def ensure_root(self):
-        if not os.path.isdir(self.root) or not os.access(self.root, os.X_OK):
-            self.fail(f"The exchange {self.root} does not exist or cannot be entered: run the course's setup.sh as root.")
-
-
-class _PrivateSubmission(_KeepRoot):
-    """A submission readable by its student and the grader account (the inbound folder's group), nobody else.
-
-    Stock nbgrader leaves each submission folder world-writable and its files world-readable (nbgrader#978),
-    hidden only by a random name that listing the inbound folder (0733) does not reveal.
-    """
-
-    def do_copy(self, src, dest, log=None):
-        """nbgrader's copy, but the folder keeps the group it inherits from inbound (copytree's copystat resets
-        the set-group-ID bit, and the files written next would get the student's own group)."""
-        keep = shutil.copystat
-
-        def copystat(source, target, *, follow_symlinks=True):
-            if os.path.abspath(target) != os.path.abspath(dest):
-                keep(source, target, follow_symlinks=follow_symlinks)
-
-        shutil.copystat = copystat
-        try:
-            super().do_copy(src, dest, log)
-        finally:
-            shutil.copystat = keep
-
-    def copy_files(self):
-        super().copy_files()
-        for folder, _, files in os.walk(Path(self.inbound_path, self.assignment_filename)):
-            os.chmod(folder, 0o770)  # the student and the grader account (its group); nobody else
-            for name in files:
-                os.chmod(Path(folder, name), 0o640)
-
-
-KEEP_ROOT = {role: type(f"KeepRoot{base.__name__}", (_KeepRoot, base), {"__module__": __name__}) for role, base in {
-    "fetch_assignment": default_exchange.ExchangeFetchAssignment, "fetch_feedback": default_exchange.ExchangeFetchFeedback,
-    "release_assignment": default_exchange.ExchangeReleaseAssignment,
-    "release_feedback": default_exchange.ExchangeReleaseFeedback, "list": default_exchange.ExchangeList,
-    "collect": default_exchange.ExchangeCollect}.items()}
-KEEP_ROOT["submit"] = type("KeepRootExchangeSubmit", (_PrivateSubmission, default_exchange.ExchangeSubmit),
-                           {"__module__": __name__})
-globals().update({cls.__name__: cls for cls in KEEP_ROOT.values()})  # importable by the names nbgrader's config gives
+# ----------------------------------------------------------------------------- autograde
 
 
 def autograde(argv: list[str]) -> None:
