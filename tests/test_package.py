@@ -41,6 +41,15 @@ def test_notebooks_are_committed_without_outputs():
                 assert not cell.get("outputs") and cell.get("execution_count") is None, path.name
 
 
+def test_no_chapter_writes_to_a_fixed_folder_that_other_accounts_share():
+    """On a class's server every student shares /tmp: a fixed name there belongs to whoever made it first, and the
+    others could not write it (or would read what someone put there). Chapters make a fresh folder (mkdtemp)."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                       for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        assert "gettempdir()" not in code and "/tmp/" not in code, path.name
+
+
 def test_every_chapter_sets_some_verdicts_against_a_paper():
     """A verdict names its anchor paper in the call (paper=...) or in its notebooks/verdicts.toml entry."""
     import tomllib
