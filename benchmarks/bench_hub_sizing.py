@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from common import cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -66,19 +68,49 @@ def together(k: int, python: str, chapter: Path, profile: str) -> list[dict]:
         return list(pool.map(lambda user: run_as(user, python, chapter, profile), ACCOUNTS[:k]))
 
 
+def tables(result: dict, server_mib: float) -> str:
+    """The measured kernels, how K at once slowed down, and what a server for N students needs (TLJH's rule)."""
+    rows = {}
+    for r in result["chapters"]:
+        rows.setdefault(r["chapter"], {"chapter": r["chapter"]})
+        rows[r["chapter"]].update({f"{r['profile']} wall s": r["wall_s"], f"{r['profile']} CPU s": r["cpu_s"],
+                                    f"{r['profile']} peak MiB": r["peak_mib"]})
+    alone = next(t for t in result["together"] if t["k"] == 1)
+    slowdown = [{"K at once": t["k"], "wall s each": ", ".join(f"{w:.0f}" for w in t["wall_s"]),
+                 "vs alone": f"{max(t['wall_s']) / alone['wall_s'][0]:.2f}x",
+                 "model max(1, K/C)": f"{max(1, t['k'] / result['cores']):.2f}x"} for t in result["together"]]
+    sizing = []
+    for profile in sorted({r["profile"] for r in result["chapters"]}, reverse=True):
+        peak = max(r["peak_mib"] for r in result["chapters"] if r["profile"] == profile)
+        for n in (20, 40, 60):
+            busy = round(0.6 * n)
+            gib = (busy * (peak + server_mib) + (n - busy) * server_mib + 128) / 1024
+            sizing.append({"profile": profile, "students": n, "at work (60%)": busy,
+                           "memory GiB": f"{gib:.0f}", "cores: no slow-down": math.ceil(1.2 * busy),
+                           "cores: runs take 2x": math.ceil(1.2 * busy / 2)})
+    from common import table
+
+    return "\n\n".join([table(list(rows.values())), table(slowdown), table(sizing)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", required=True, help="the students' environment's Python")
     parser.add_argument("--profiles", default="quick,standard")
     parser.add_argument("--together", default="ch07:quick", help="CHAPTER:PROFILE run by K accounts at once")
+    parser.add_argument("--tables", type=Path, help="print the tables from a hub_sizing.json and stop")
+    parser.add_argument("--server-mib", type=float, default=160, help="a student's server without its kernel")
     args = parser.parse_args()
+    if args.tables:
+        print(tables(json.loads(args.tables.read_text()), args.server_mib))
+        return
     if os.geteuid() != 0:
         raise SystemExit("Run it as root: it runs each chapter as a student account (and creates tlsize1-4).")
     made = [u for u in ACCOUNTS if subprocess.run(["id", "-u", u], capture_output=True).returncode]
     for user in made:
         subprocess.run(["useradd", "--create-home", user], check=True)
     try:
-        result = {"cpu": _cpu(), "cores": os.cpu_count(), "python": args.python, "date": time.strftime("%Y-%m-%dT%H:%M"),
+        result = {"cpu": cpu(), "cores": os.cpu_count(), "python": args.python, "date": time.strftime("%Y-%m-%dT%H:%M"),
                   "chapters": [], "together": []}
         for profile in args.profiles.split(","):
             for chapter in CHAPTERS:
@@ -101,15 +133,6 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
-
-
-def _cpu() -> str:
-    """The CPU model and whether it has AVX-512 (oneDNN's fastest path) or AVX2 only."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    isa = "AVX-512" if "avx512f" in info else "AVX2" if "avx2" in info else "no AVX2"
-    return f"{model} ({isa})"
 
 
 if __name__ == "__main__":

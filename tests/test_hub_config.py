@@ -5,6 +5,7 @@ the network, so for it this checks the config file its `jupyterhub_config.d` loa
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,9 @@ def test_nbgrader_gets_the_exchange_that_keeps_its_root_and_students_no_formgrad
     assert c.Exchange.root == "/srv/nbgrader/exchange" and c.Exchange.path_includes_course
     assert c.ExchangeFactory.submit == "tutorlib_exchange.KeepRootExchangeSubmit"
     assert set(c.ExchangeFactory) == set(hub.KEEP_ROOT)
-    assert '"nbgrader.server_extensions.formgrader": false' in (folder / "jupyter" / "jupyter_server_config.json").read_text()
+    server = json.loads((folder / "jupyter" / "jupyter_server_config.json").read_text())
+    assert server["ServerApp"]["jpserver_extensions"] == {"nbgrader.server_extensions.formgrader": False}
+    assert server["MappingKernelManager"]["cull_idle_timeout"] == hub.KERNEL_IDLE_S  # idle kernels give back memory
     for script in ("setup.sh", "autograde.sh", "as-grader.sh"):
         assert subprocess.run(["bash", "-n", str(folder / script)]).returncode == 0, script
     assert "install -d -m 0755 -o root -g root /srv/nbgrader/exchange" in (folder / "setup.sh").read_text()

@@ -36,6 +36,7 @@ SERVICE_PORT = 9999
 TLJH_SINGLEUSER = "/opt/tljh/user/bin/jupyterhub-singleuser"
 EXCHANGE_MODULE = "tutorlib_exchange"  # exchange.py's name in the hub folder's jupyter/
 KEEP_ROOT = _exchange.KEEP_ROOT
+KERNEL_IDLE_S = 3600  # a student's kernel idle this long is shut down: each holds about 1 GB (README's sizing)
 
 
 # ----------------------------------------------------------------------------- the roster
@@ -77,19 +78,7 @@ def write_hub(out: Path, course: str, teacher: str, students: list[str], assignm
     threads: torch threads per student kernel (default 1: the cores are shared by the class, and one thread
     gives the numbers a 2-core laptop gives).
     """
-    if not NAME.fullmatch(course):
-        raise SystemExit(f"--course {course!r}: a course name is lowercase letters, digits, - and _, e.g. pcnn.")
-    if not NAME.fullmatch(teacher) or teacher in students:
-        raise SystemExit(f"--teacher {teacher!r} must be an account name that is not a student's.")
-    keyless = [name for name, nb in assignments.items() if "### BEGIN SOLUTION" not in Path(nb).read_text(encoding="utf-8")]
-    if keyless:
-        raise SystemExit(f"Assignments {keyless} hold no solutions (a students' copy?): nbgrader makes the students' "
-                         f"versions and the hidden tests from the answer key. Run this from your own copy of the "
-                         f"chapters (a clone or the self-study wheel); --student-python names the students' environment.")
-    if profile is not None and profile not in PROFILES:
-        raise SystemExit(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}.")
-    if not isinstance(threads, int) or threads < 1:
-        raise SystemExit(f"--threads {threads!r}: a positive whole number of torch threads per student kernel, e.g. 1.")
+    _check_options(course, teacher, students, assignments, profile, threads)
     out = out.resolve()
     (out / "jupyter" / "labconfig").mkdir(parents=True, exist_ok=True)
     (out / "tljh").mkdir(exist_ok=True)
@@ -108,7 +97,8 @@ def write_hub(out: Path, course: str, teacher: str, students: list[str], assignm
         out / "jupyter" / "nbgrader_config.py": _nbgrader_config(exchange, out / "jupyter"),
         out / "jupyter" / f"{EXCHANGE_MODULE}.py": Path(_exchange.__file__).read_text(encoding="utf-8"),
         out / "jupyter" / "jupyter_server_config.json": json.dumps(
-            {"ServerApp": {"jpserver_extensions": {"nbgrader.server_extensions.formgrader": False}}}, indent=1),
+            {"ServerApp": {"jpserver_extensions": {"nbgrader.server_extensions.formgrader": False}},
+             "MappingKernelManager": {"cull_idle_timeout": KERNEL_IDLE_S, "cull_interval": 300}}, indent=1),
         out / "jupyter" / "labconfig" / "page_config.json": json.dumps({"disabledExtensions": {
             "@jupyter/nbgrader:formgrader": True, "@jupyter/nbgrader:create-assignment": True}}, indent=1),
         out / "grader_nbgrader_config.py": (f"c = get_config()  # noqa\nc.CourseDirectory.root = '/home/grader-{course}/{course}'\n"
@@ -122,6 +112,24 @@ def write_hub(out: Path, course: str, teacher: str, students: list[str], assignm
     for script in ("setup.sh", "autograde.sh", "as-grader.sh"):
         (out / script).chmod(0o755)
     return list(files)
+
+
+def _check_options(course: str, teacher: str, students: list[str], assignments: dict[str, Path],
+                   profile: str | None, threads: int) -> None:
+    """Stop before writing anything if an option cannot work, naming the fix."""
+    if not NAME.fullmatch(course):
+        raise SystemExit(f"--course {course!r}: a course name is lowercase letters, digits, - and _, e.g. pcnn.")
+    if not NAME.fullmatch(teacher) or teacher in students:
+        raise SystemExit(f"--teacher {teacher!r} must be an account name that is not a student's.")
+    keyless = [name for name, nb in assignments.items() if "### BEGIN SOLUTION" not in Path(nb).read_text(encoding="utf-8")]
+    if keyless:
+        raise SystemExit(f"Assignments {keyless} hold no solutions (a students' copy?): nbgrader makes the students' "
+                         f"versions and the hidden tests from the answer key. Run this from your own copy of the "
+                         f"chapters (a clone or the self-study wheel); --student-python names the students' environment.")
+    if profile is not None and profile not in PROFILES:
+        raise SystemExit(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    if not isinstance(threads, int) or threads < 1:
+        raise SystemExit(f"--threads {threads!r}: a positive whole number of torch threads per student kernel, e.g. 1.")
 
 
 def _next_to(python: str, command: str) -> str:
