@@ -293,15 +293,7 @@ def test_a_class_of_twenty_fetches_answers_submits_and_gets_what_it_earned(hub):
     assert not [s for s, u in servers.items() if u["torch"]], "a student's server loaded torch (0.6 GB each)"
     _record("hub-servers.json", {s: u["rss_mib"] for s, u in servers.items()})
 
-    collect, autograde, export = readme_hub_commands()[3:6]  # the README's grading block, as written
-    assert "collect" in collect and "autograde.sh" in autograde and "export" in export
-    for command in (collect, autograde, export):
-        ran = subprocess.run(as_written(command, hub.folder, hub.python), shell=True, capture_output=True, text=True)
-        assert ran.returncode == 0, (command, ran.stderr[-3000:])
-    import csv
-
-    with open(home / "grades.csv") as f:
-        scores = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f) if row["assignment"] == "mini"}
+    scores = graded(hub, "mini")
     assert scores == {s: float(v) for s, v in expected.items()}, scores
 
     attacked = nbformat.read(home / "autograded" / "hubs06" / "mini" / "mini.ipynb", as_version=4)
@@ -310,12 +302,32 @@ def test_a_class_of_twenty_fetches_answers_submits_and_gets_what_it_earned(hub):
     assert key.read_bytes() == key_before
 
 
+def graded(hub: Hub, assignment: str) -> dict[str, float]:
+    """The README's grading block as written (collect, autograde.sh, export) for `assignment`; its raw scores."""
+    import csv
+
+    collect, autograde, export = readme_hub_commands()[3:6]
+    assert "collect" in collect and "autograde.sh" in autograde and "export" in export
+    for command in (collect, autograde, export):
+        command = as_written(command, hub.folder, hub.python).replace(" mini", f" {assignment}")
+        ran = subprocess.run(command, shell=True, capture_output=True, text=True)
+        assert ran.returncode == 0, (command, ran.stderr[-3000:])
+    with open(Path(f"/home/{GRADER}/{COURSE}/grades.csv")) as f:
+        return {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f) if row["assignment"] == assignment}
+
+
+def _only_process(user: str, command: str) -> Path:
+    """/proc/PID of the one process of `user` whose command line holds `command`."""
+    pids = subprocess.run(["pgrep", "-u", user, "-f", command], capture_output=True, text=True).stdout.split()
+    assert len(pids) == 1, (user, command, pids)
+    return Path(f"/proc/{pids[0]}")
+
+
 def _server_usage(user: str) -> dict:
     """A student's Jupyter server: its resident memory (MiB) and whether torch is mapped into it."""
-    pids = subprocess.run(["pgrep", "-u", user, "-f", "jupyterhub-singleuser"], capture_output=True, text=True).stdout.split()
-    assert len(pids) == 1, (user, pids)
-    rss_kib = int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pids[0]}/status").read_text()).group(1))
-    return {"rss_mib": round(rss_kib / 1024), "torch": "libtorch" in Path(f"/proc/{pids[0]}/maps").read_text()}
+    proc = _only_process(user, "jupyterhub-singleuser")
+    rss_kib = int(re.search(r"VmRSS:\s+(\d+) kB", (proc / "status").read_text()).group(1))
+    return {"rss_mib": round(rss_kib / 1024), "torch": "libtorch" in (proc / "maps").read_text()}
 
 
 def _record(name: str, values: dict) -> None:
@@ -382,18 +394,16 @@ def _lab_settings(user: str) -> None:
 
 def _kernel_usage(user: str) -> dict[str, float]:
     """Peak memory (MiB) and CPU seconds of the user's notebook kernel, read from /proc while it still runs."""
-    pids = subprocess.run(["pgrep", "-u", user, "-f", "ipykernel_launcher"], capture_output=True, text=True).stdout.split()
-    assert len(pids) == 1, pids
-    status = Path(f"/proc/{pids[0]}/status").read_text()
-    peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
-    fields = Path(f"/proc/{pids[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    proc = _only_process(user, "ipykernel_launcher")
+    peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", (proc / "status").read_text()).group(1))
+    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
     return {"peak_mib": round(peak_kib / 1024), "cpu_s": round(cpu, 1)}
 
 
 def test_a_student_in_chromium_fetches_runs_and_submits_a_real_chapter(hub):
     """hubs20 logs in, fetches chapter 7 from the Assignments tab, answers, runs it all, submits; it earns 3 of 3."""
-    from test_lab_session import CHROMIUM, browser
+    from test_lab_session import CHROMIUM, SHOWN, browser, save
 
     sync_playwright = browser()
     student, password = BROWSER_STUDENT, hashlib.sha256(os.urandom(8)).hexdigest()[:16]
@@ -416,10 +426,9 @@ def test_a_student_in_chromium_fetches_runs_and_submits_a_real_chapter(hub):
         fetched = page.locator("#fetched_assignments_list .list_item", has_text=REAL).first
         fetched.locator("a.assignment-notebooks-link").click(timeout=60_000)
         page.locator("#fetched_assignments_list a", has_text=REAL).last.click()  # the notebook, in a new tab
-        shown = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-        page.wait_for_selector(f"{shown} .jp-CodeCell", timeout=60_000)
+        page.wait_for_selector(f"{SHOWN} .jp-CodeCell", timeout=60_000)
         for first_line, code in ANSWERS.items():
-            cell = page.locator(f"{shown} .jp-CodeCell").filter(has_text=first_line).first
+            cell = page.locator(f"{SHOWN} .jp-CodeCell").filter(has_text=first_line).first
             cell.locator(".jp-InputArea-editor").click()
             page.keyboard.press("Control+a")
             page.keyboard.insert_text(code)
@@ -429,15 +438,10 @@ def test_a_student_in_chromium_fetches_runs_and_submits_a_real_chapter(hub):
         page.wait_for_function(  # every code cell ran: a number in each prompt, none waiting ([*]) or empty
             """s => { const p = [...document.querySelectorAll(s + ' .jp-CodeCell .jp-InputArea-prompt')];
                       return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.innerText)); }""",
-            arg=shown, timeout=600_000, polling=2000)
+            arg=SHOWN, timeout=600_000, polling=2000)
         usage = _kernel_usage(student)
         path = Path(f"/home/{student}/{COURSE}/{REAL}/{REAL}.ipynb")
-        before = path.stat().st_mtime_ns
-        page.keyboard.press("Control+s")
-        for _ in range(60):
-            if path.stat().st_mtime_ns != before:
-                break
-            page.wait_for_timeout(250)
+        save(page, path)
 
         page.locator(".lm-TabBar-tabLabel", has_text="Assignments").click()
         page.locator("#fetched_assignments_list .list_item", has_text=REAL).locator("button", has_text="Submit").click()
@@ -451,13 +455,4 @@ def test_a_student_in_chromium_fetches_runs_and_submits_a_real_chapter(hub):
     print(f"\nchapter 7 (quick) in {student}'s kernel on the hub: {usage}")
     _record("hub-browser-kernel.json", {"chapter": REAL, "profile": "quick", **usage})
 
-    collect, autograde, export = readme_hub_commands()[3:6]
-    for command in (collect, autograde, export):
-        ran = subprocess.run(as_written(command, hub.folder, hub.python).replace(" mini", f" {REAL}"), shell=True,
-                             capture_output=True, text=True)
-        assert ran.returncode == 0, (command, ran.stderr[-3000:])
-    import csv
-
-    with open(Path(f"/home/{GRADER}/{COURSE}/grades.csv")) as f:
-        rows = [r for r in csv.DictReader(f) if r["assignment"] == REAL and r["student_id"] == student]
-    assert [float(r["raw_score"]) for r in rows] == [3.0], rows
+    assert graded(hub, REAL)[student] == 3.0
