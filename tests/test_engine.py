@@ -9,7 +9,7 @@ copy sees which images) shows at once; after 50 steps the accuracies are compare
 import pytest
 import torch
 
-from tutorlib import engine, evaluation, models, profile, seeds, surgery, train, transfer
+from tutorlib import engine, evaluation, models, profile, recipes, seeds, surgery, train, transfer
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,24 @@ def test_fit_many_refuses_what_it_cannot_batch(halves):
         engine.fit_many(nets, targets, steps=1, lr=1e-3, seeds=draw_seeds[:1])
     with pytest.raises(TypeError, match="course CNNs"):
         engine.fit_many([models.lite0(pretrained=False)], targets[:1], steps=1, lr=1e-3, seeds=draw_seeds[:1])
+
+
+def test_copies_trained_in_cache_sized_groups_are_the_copies_trained_in_one(halves, monkeypatch):
+    draw_seeds, targets = draws(halves)
+    one, grouped = ([models.fresh_cnn(8, 4, 5, seed=s) for s in draw_seeds] for _ in range(2))
+    engine.fit_many(one, targets, steps=5, lr=3e-3, seeds=draw_seeds)
+    monkeypatch.setattr(engine, "CACHE_IMAGES", 64)  # batches of 32: two copies a group, two groups
+    histories = engine.fit_many(grouped, targets, steps=5, lr=3e-3, seeds=draw_seeds)
+    assert len(histories) == 4 and largest_gap(one, grouped) < 1e-5
+    assert engine.evaluate_many(grouped, halves.b_test) == pytest.approx(engine.evaluate_many(one, halves.b_test), abs=1e-6)
+
+
+def test_finetune_many_takes_finetunes_steps_from_a_checkpoint_in_eval_mode(halves):
+    draw_seeds, targets = draws(halves)
+    pretrained = models.load_checkpoint("A_w8").eval()  # fit trains its BatchNorm anyway; so must the engine
+    alone = [recipes.finetune(pretrained, t, steps=5, lr=1e-3, seed=s)[0] for t, s in zip(targets, draw_seeds)]
+    together = engine.finetune_many([pretrained] * 4, targets, steps=5, lr=1e-3, seeds=draw_seeds)
+    assert largest_gap(alone, together) < 1e-4 and not any(n.training for n in together)
+    assert torch.equal(pretrained.features.block1.conv.weight, models.load_checkpoint("A_w8").features.block1.conv.weight)
+    with pytest.raises(ValueError, match="One target and one seed per model"):
+        engine.finetune_many([pretrained] * 2, targets, steps=1, lr=1e-3, seeds=draw_seeds)

@@ -17,6 +17,7 @@ from . import inputs
 from .data import Dataset, stratified_split
 from .evaluation import evaluate, extract_features, linear_probe
 from .models import efficientnet_lite, load_checkpoint
+from .engine import evaluate_many, finetune_many
 from .recipes import finetune
 from .seeds import derive
 from .transfer import Halves, pretrain, probe_by_stage
@@ -35,7 +36,8 @@ def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots:
     The control every comparison of sources needs: if pretraining does not beat no pretraining, the
     differences between sources are noise. Each of `draws` rounds gets its own few-shot target, random
     init and batch order (`derive(seed, "draw k")`); the seed's verdict is the mean over the rounds.
-    Both arms are fine-tuned whole with a new head (`recipes.finetune`), and optionally probed block by block.
+    Both arms are fine-tuned whole with a new head (`engine.finetune_many`: `recipes.finetune`'s steps, every
+    draw of both arms trained together), and optionally probed block by block.
     The random arm is the model's own `random_twin(seed)` (the course CNN has one).
     """
     if not isinstance(halves, Halves):
@@ -45,16 +47,18 @@ def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots:
                         f"course CNN has), got {type(pretrained).__name__}; for Lite0 compare models.lite0() with "
                         f"models.lite0(pretrained=False).")
     shots, draws, steps = (inputs.integer(v, n, 1) for v, n in ((shots, "shots"), (draws, "draws"), (steps, "steps")))
+    draw_seeds = [derive(seed, f"draw {k}") for k in range(draws)]
+    targets = [halves.target(shots, d) for d in draw_seeds]
+    arms = {"pretrained": [pretrained] * draws, "random init": [pretrained.random_twin(d) for d in draw_seeds]}
+    tuned = finetune_many(arms["pretrained"] + arms["random init"], targets * 2, steps=steps, lr=1e-3,
+                          seeds=draw_seeds * 2)  # every draw of both arms at once: engine.fit_many
+    accuracy = evaluate_many(tuned, halves.b_test)
     rows = []
     for k in range(draws):
-        draw_seed = derive(seed, f"draw {k}")
-        target = halves.target(shots, draw_seed)
-        arms = {"pretrained": pretrained, "random init": pretrained.random_twin(draw_seed)}
-        scores = {arm: {"fine-tune": finetune_accuracy(net, target, halves.b_test, steps=steps, seed=draw_seed)}
-                  for arm, net in arms.items()}
+        scores = {arm: {"fine-tune": accuracy[k + i * draws]} for i, arm in enumerate(arms)}
         if probe:
-            for arm, net in arms.items():
-                by_stage = probe_by_stage(net, target, halves.b_test)
+            for arm, nets in arms.items():
+                by_stage = probe_by_stage(nets[k], targets[k], halves.b_test)
                 scores[arm].update({f"probe {s}": a for s, a in zip(by_stage.stage, by_stage["probe accuracy"])})
         rows += [{"seed": seed, "draw": k, "labels per class": shots, "measure": measure,
                   "pretrained": scores["pretrained"][measure], "random init": scores["random init"][measure]}
