@@ -200,3 +200,31 @@ def test_a_damaged_registry_names_the_file_the_entry_and_the_fix(tmp_path, monke
     with pytest.raises(ValueError) as info:
         check.preregistration("ch0_x")
     assert message in str(info.value) and str(registry) in str(info.value), str(info.value)
+
+
+def _markdown_blocks(notebook: Path):
+    """A chapter's markdown as paragraphs and list items (a finding is stated in one of them)."""
+    import json
+    import re
+
+    for cell in json.loads(notebook.read_text())["cells"]:
+        if cell["cell_type"] == "markdown":
+            yield from re.split(r"\n(?=\* |\d+\. |\n)", "".join(cell["source"]))
+
+
+def test_every_finding_stated_as_decided_names_a_live_registry_key():
+    """Prose may call a finding decided only beside the verdict that decides it: a registry key in the same
+    paragraph or list item, one that exists and is not retired ("not decided" needs none)."""
+    import re
+
+    problems = []
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for block in _markdown_blocks(notebook):
+            if not re.search(r"(?<!not )\bdecided\b", re.sub(r"\s+", " ", block), re.I):
+                continue
+            keys = re.findall(r"`(ch\d_\w+)`", block)
+            gone = [k for k in keys if k not in REGISTERED or "retired" in REGISTERED[k]]
+            if not keys or gone:
+                problems.append(f"{notebook.name}: {'retired or unknown ' + str(gone) if gone else 'no key'}: "
+                                f"{block.strip()[:90]}...")
+    assert not problems, "\n".join(problems)

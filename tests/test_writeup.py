@@ -177,3 +177,17 @@ def test_the_registry_fingerprint_follows_fields_not_comments(tmp_path, monkeypa
     monkeypatch.undo()
     assert commented == check.registry_fingerprint()
     assert lowered[key] != commented[key] and sum(lowered[k] != commented[k] for k in commented) == 1
+
+
+@pytest.mark.parametrize("rule", ["registered: equivalence within +-0.02 over 15 units; retired, not re-run",
+                                  "equivalence within +-0.02, 90% interval over 15 units; retired: failed, -0.014"])
+def test_a_retired_verdict_is_labelled_retired_however_the_chapter_printed_it(rule):
+    """Chapter 1 prints its retired entries without re-running them ("retired, not re-run"); check.registered
+    re-measures others ("retired: ..."): the write-up labels both RETIRED and lists neither as asserted."""
+    retired = verdict(f"Five classes vs two [{rule}]", status="REPORTED")
+    live = verdict("A beats B [effect > 0.01, 95% interval over 9 paired units]", effect=0.05, interval=[0.03, 0.07])
+    rows = writeup.verdict_rows("01_x", [retired, live], {}, {})
+    assert rows.count(">RETIRED<") == 1 and rows.count(">PASS<") == 1
+    section = writeup.chapter_section({"name": "01_x", "title": "x", "claim": "", "verdicts": [retired, live],
+                                       "error": None, "seconds": 1.0, "peak_mib": 1.0}, {}, {})
+    assert "Asserted (1)" in section and section.index("A beats B") < section.index("Five classes vs two")

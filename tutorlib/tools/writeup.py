@@ -309,6 +309,11 @@ def _measured_html(verdict: dict) -> str:
     return text + (f"<br><span class='small'>{units} units</span>" if units else "")
 
 
+def retired(verdict: dict) -> bool:
+    """A registered verdict that failed its confirming run: its rule says "retired" (re-measured or only printed)."""
+    return re.search(r"\bretired\b", split_rule(verdict["claim"])[1]) is not None
+
+
 def verdict_rows(chapter: str, verdicts: list[dict], numbers: dict[str, int], comparison: dict) -> str:
     """Table rows: status, model, claim (papers cited), rule, estimate [interval], and the reference check."""
     rows = []
@@ -316,7 +321,7 @@ def verdict_rows(chapter: str, verdicts: list[dict], numbers: dict[str, int], co
         claim, rule = split_rule(v["claim"])
         paper = f"<br><span class='small'>anchor: {cite_html(v['paper'], numbers)}</span>" if v.get("paper") else ""
         check = comparison.get("outcome", {}).get(verdict_id(chapter, v), "") if comparison.get("comparable") else ""
-        status = "RETIRED" if "retired:" in rule else v["status"]
+        status = "RETIRED" if retired(v) else v["status"]
         rows.append(f"<tr><td class='{status.lower()}'>{status}</td><td>{model_of(v)}</td>"
                     f"<td>{cite_html(claim, numbers)}{paper}</td><td class='small'>{html.escape(rule)}</td>"
                     f"<td>{_measured_html(v)}</td><td class='small'>{html.escape(check)}</td></tr>")
@@ -328,7 +333,7 @@ def number_citations(chapters: list[dict], bibliography: dict) -> dict[str, int]
     keys = []
     for ch in chapters:
         keys += cited_keys(ch.get("claim", ""))
-        for v in sorted(ch["verdicts"], key=lambda v: v["status"] not in ASSERTED or "retired:" in v["claim"]):
+        for v in sorted(ch["verdicts"], key=lambda v: v["status"] not in ASSERTED or retired(v)):
             keys += cited_keys(v["claim"]) + cited_keys(v.get("paper") or "")
     keys += [k for ch in chapters for k in ch.get("cites", [])]
     return {k: i for i, k in enumerate((k for k in dict.fromkeys(keys) if k in bibliography), 1)}
@@ -342,7 +347,7 @@ def emphasis(text: str) -> str:
 
 def chapter_section(ch: dict, numbers: dict[str, int], comparison: dict) -> str:
     head = "<tr><th>status</th><th>model</th><th>claim</th><th>rule</th><th>estimate [interval]</th><th>vs reference run</th></tr>"
-    asserted = [v for v in ch["verdicts"] if v["status"] in ASSERTED and "retired:" not in v["claim"]]
+    asserted = [v for v in ch["verdicts"] if v["status"] in ASSERTED and not retired(v)]
     reported = [v for v in ch["verdicts"] if v not in asserted]
     failed = f"<p class='fail'><b>This chapter failed</b>: {html.escape(ch['error'])}</p>" if ch["error"] else ""
     figure = (f"<figure><img src='figures/{ch['name']}.png' alt='key figure of {html.escape(ch['name'])}'>"
