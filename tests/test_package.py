@@ -65,12 +65,12 @@ def test_every_chapter_sets_some_verdicts_against_a_paper():
 
 
 def test_every_asserted_verdict_compares_measured_arms():
-    """docs/design.md, section 5: notebooks assert through check.registered / check.paired / ranks.rank_agreement
-    (arms, minimum effect, units, chance rate), never a bare check.expect on a constant."""
+    """docs/design.md, section 5: notebooks assert through check.registered (arms, minimum effect, units) and show
+    the rest side by side (check.compare), never a bare check.expect on a constant."""
     for path in NOTEBOOK_PATHS:
         code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
         assert "check.expect(" not in code, f"{path.name}: state the finding with check.registered"
-        findings = code.count("check.paired(") + code.count("ranks.rank_agreement(") + code.count("check.registered(")
+        findings = code.count("check.compare(") + code.count("ranks.rank_agreement(") + code.count("check.registered(")
         assert findings >= 3, f"{path.name}: fewer than 3 findings"
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorlib import calibration, check, profile
+from tutorlib import calibration, check, profile, protocols
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATIONS = 1000
@@ -123,8 +123,7 @@ def test_every_registered_verdict_states_what_the_rules_ask():
     for key, entry in REGISTERED.items():
         assert entry["kind"] in ("effect", "non-inferiority", "equivalence"), key
         assert {"claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper"} <= set(entry), key
-        assert set(entry) <= {"kind", "claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper",
-                              "min_effect", "bound", "diverged", "retired", "interval", "clusters", "pilot_icc"}, key
+        assert set(entry) <= check.ENTRY_FIELDS, key
         assert entry["units"] >= check.MIN_UNITS, key
         if entry["kind"] == "effect":
             assert entry["min_effect"] >= 0, key
@@ -228,3 +227,95 @@ def test_every_finding_stated_as_decided_names_a_live_registry_key():
                 problems.append(f"{notebook.name}: {'retired or unknown ' + str(gone) if gone else 'no key'}: "
                                 f"{block.strip()[:90]}...")
     assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- the 2026-12-07 registration pass
+LIVE = {key: entry for key, entry in REGISTERED.items() if "retired" not in entry}
+
+
+def test_every_live_verdict_meets_the_rules_of_the_registration_pass():
+    """One smallest effect per unit, a live sensitivity arm beside every 'no effect', a calibrated cluster interval
+    over >= 5 pretraining runs (or one published checkpoint), a registered protocol and a fresh confirming set."""
+    assert LIVE, "no live verdict: the course asserts nothing"
+    assert check.registration_problems(REGISTERED) == []
+
+
+def _entry(**fields):
+    base = {"kind": "non-inferiority", "unit": "accuracy", "min_effect": -0.02, "interval": "cluster-t", "clusters": 5,
+            "protocol": {"function": "f", "args": {}}, "pilot_seeds": [500], "sensitivity": "arm",
+            "confirm_seeds": [[0, 1, 2], [20, 21, 22], [83, 84, 85]]}
+    return base | fields
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"min_effect": -0.10, "anchor_effect": 0.10}, "more than half the anchor's effect"),
+    ({"min_effect": -0.05, "anchor_effect": 0.10}, "no live sensitivity arm"),  # the arm must see 0.05
+    ({"min_effect": -0.05, "anchor_effect": 0.10, "arm_minimum": 0.05}, None),  # at most half the anchor's effect
+    ({"min_effect": -0.03}, "smallest effect, 0.02"),
+    ({"sensitivity": "nothing"}, "no live sensitivity arm"),
+    ({"clusters": 1}, "fewer than 5 pretraining runs"),
+    ({"clusters": 1, "published_checkpoint": "Lite0"}, None),
+    ({"confirm_seeds": [[0, 1, 2], [20, 21, 22]]}, "a fresh set"),
+    ({"interval": "registered"}, "cluster-t"),
+    ({"kind": "effect", "min_effect": 0.0}, "an effect's minimum is the unit's smallest effect"),
+])
+def test_the_rules_refuse_a_margin_above_half_the_anchor_and_every_other_shortcut(fields, problem):
+    arm = _entry(kind="effect", min_effect=fields.pop("arm_minimum", 0.02))
+    del arm["sensitivity"]
+    problems = check.registration_problems({"arm": arm, "x": _entry(**fields)})
+    assert (problems == []) if problem is None else any(problem in p and p.startswith("[x]") for p in problems), problems
+    assert check.registration_problems({"arm": arm, "x": _entry(**fields) | {"retired": "why"}}) == []
+
+
+def test_a_protocol_entry_takes_only_the_table_its_protocol_returned(decided):
+    key = "ch3_first_step_no_vanishing_cnn"
+    entry = REGISTERED[key]
+    units = pd.MultiIndex.from_tuples([(p, 0, k) for p in range(5) for k in range(6)], names=protocols.UNIT_INDEX)
+    table = pd.DataFrame({entry["names"][0]: 0.0, entry["names"][1]: 0.1}, index=units)
+    with pytest.raises(ValueError, match="registered with protocol"):
+        check.registered(key, table)  # no protocol recorded: not the registered measurement
+    with pytest.raises(ValueError, match="registered with protocol"):
+        check.registered(key, table[entry["names"][0]], table[entry["names"][1]])
+    table.attrs["protocol"] = dict(entry["protocol"], args={"batch": 64, "labels_per_class": 50})
+    with pytest.raises(ValueError, match="new registry key"):
+        check.registered(key, table)  # another batch size is another question
+    table.attrs["protocol"] = entry["protocol"]
+    verdict = check.registered(key, table)
+    assert verdict.status == "PASS" and verdict.estimate == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize("key", sorted(k for k, e in REGISTERED.items() if "protocol" in e))
+def test_a_protocol_entry_carries_its_committed_pilot_output(key):
+    entry = REGISTERED[key]
+    assert entry["protocol"]["function"] in protocols.PROTOCOLS, key
+    text = (ROOT / "notebooks" / "pilots" / f"{key}.txt").read_text()
+    assert f"pilot_effect = {entry['pilot_effect']:.4f}" in text and f"pilot_sd = {entry['pilot_sd']:.4f}" in text
+
+
+@pytest.mark.slow
+def test_the_first_step_pilot_reruns_from_the_repository_to_the_recorded_numbers():
+    """The pilot re-runs from the repository (python -m tutorlib.tools.pilot KEY) and reproduces its record."""
+    from tutorlib.tools import pilot
+
+    key = "ch3_first_step_no_vanishing_cnn"
+    found = pilot.run(key)
+    assert (round(found["effect"], 4), round(found["sd"], 4)) == (REGISTERED[key]["pilot_effect"],
+                                                                    REGISTERED[key]["pilot_sd"])
+
+
+def test_no_chapter_ran_a_registered_protocol_before_its_question_was_registered():
+    """Git history: the first commit whose chapter code calls an entry's protocol comes after the entry's."""
+    log = subprocess.run(["git", "log", "--format=%H", "-1"], cwd=ROOT, capture_output=True, text=True)
+    if log.returncode != 0 or not log.stdout.strip():
+        pytest.skip("not a git clone with history (an installed course)")
+    for key, entry in REGISTERED.items():
+        if "protocol" not in entry:
+            continue
+        call = f"protocols.{entry['protocol']['function']}("
+        uses = subprocess.run(["git", "log", "--format=%H", "--reverse", "-S", call, "--", "notebooks/*.ipynb"],
+                              cwd=ROOT, capture_output=True, text=True).stdout.split()
+        if not uses:
+            continue  # registered, not run yet
+        registered_in = _first_commit_with(key, "notebooks/verdicts.toml")
+        order = subprocess.run(["git", "merge-base", "--is-ancestor", registered_in, uses[0]], cwd=ROOT)
+        assert registered_in != uses[0] and order.returncode == 0, f"{key}: a chapter ran {call} before it was registered"

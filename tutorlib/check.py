@@ -10,8 +10,8 @@ What the chapters call:
   function every rule goes through, and what `tutorlib.calibration` simulates.
 * ``report(claim, **numbers)`` and ``estimate(differences)``: a finding shown with its numbers and interval,
   not asserted (it did not reproduce, or it is not a key point).
-* ``paired(better, worse, claim, min_effect=...)``: the older per-seed rule (the gap clears a bar on every
-  seed); ``expect(condition, claim, **numbers)`` underneath every verdict.
+* ``compare(a, b, claim)``: two arms side by side with their differences (and interval), not asserted: what
+  became of the course's older per-seed bars; ``expect(condition, claim, **numbers)`` underneath every verdict.
 * ``per_seed`` and ``mean_sd``: the tables and numbers verdicts are made of. Rankings (Kendall's tau, its
   chance rate, ``rank_agreement``) are in `tutorlib.ranks`.
 
@@ -141,25 +141,22 @@ def _numbers(values: Any, name: str, per: str) -> pd.Series:
     return pd.Series(values, dtype=float)
 
 
-def paired(better: Any, worse: Any, claim: str, *, min_effect: float, names: tuple[str, str] = ("better", "worse"),
-           paper: str | None = None, **numbers: Any) -> pd.Series:
-    """Assert that arm `better` beats arm `worse` by more than `min_effect` on every seed; return the gaps.
+def compare(a: Any, b: Any, claim: str, *, names: tuple[str, str] = ("a", "b"), paper: str | None = None,
+            **numbers: Any) -> pd.Series:
+    """Show two arms paired by seed (or draw) and their differences, not asserted; return the differences.
 
-    The arms are paired by seed (same target subset, same steps). A NaN in either arm (a diverged run)
-    is a failure, not a dropped seed. For "lower is better" quantities, pass the arms the other way round
-    and name them (`names=("Xavier loss", "He loss")`), so the printout does not call the worse one better.
+    Why not a bar on every seed (the course's older rule): at a true gap equal to the bar it passes one time
+    in eight on three seeds, and a bar set after looking at the seeds decides nothing. A comparison that is
+    not a registered verdict is shown with its numbers, and with its interval where there are enough units.
     """
-    a, b = _numbers(better, "better", "seed"), _numbers(worse, "worse", "seed")
-    if sorted(a.index) != sorted(b.index):
-        raise ValueError(f"The two arms must cover the same seeds, got {sorted(a.index)} and {sorted(b.index)}.")
-    if len(a) < 2:
-        raise ValueError(f"A paired comparison needs at least two seeds, got {len(a)}.")
-    min_effect = inputs.real(min_effect, "min_effect (the smallest gap that counts)")
-    gaps = (a - b.loc[a.index]).sort_index()
-    holds = bool(a.notna().all() and b.notna().all() and (gaps > min_effect).all())
-    expect(holds, f"{claim} [gap > {min_effect:.3g} on every seed]", paper=paper,
-           **{names[0]: a.sort_index().tolist(), names[1]: b.sort_index().tolist()}, gap_per_seed=gaps.tolist(),
-           smallest_gap=gaps.min(skipna=False), **numbers)
+    x, y = _paired_units(a, b, None)
+    gaps = (x - y).sort_index()
+    shown = {names[0]: x.sort_index().tolist(), names[1]: y.sort_index().tolist(), "difference": gaps.tolist()}
+    if len(gaps) >= MIN_UNITS and np.isfinite(gaps.to_numpy()).all():
+        shown.update(mean_difference=float(gaps.mean()), interval=estimate(gaps.to_numpy())["interval"])
+    else:
+        shown["mean_difference"] = gaps.mean(skipna=False)
+    report(claim, paper=paper, **shown, **numbers)
     return gaps
 
 
@@ -443,15 +440,83 @@ def _check_entry(name: str, entry: dict, path: Path) -> None:
                          f"set interval = \"cluster-t\".")
     if not (isinstance(entry["names"], list) and len(entry["names"]) == 2):
         raise ValueError(f"{where} has names = {entry['names']!r}; it must name the two arms, e.g. names = [\"FT\", \"LP\"].")
+    _check_new_fields(where, entry)
+
+
+SMALLEST_EFFECT = {"accuracy": 0.02, "log10 ratio": 1.0, "kendall tau": 0.2}  # docs/design.md 5a: why each size
+ENTRY_FIELDS = {"kind", "claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper", "min_effect",
+                "bound", "diverged", "retired", "interval", "clusters", "pilot_icc", "unit", "anchor_effect",
+                "sensitivity", "protocol", "pilot_seeds", "pilot_draws", "confirm_seeds", "published_checkpoint"}
+
+
+def _check_new_fields(where: str, entry: dict) -> None:
+    """The fields of the 2026-12-07 registration pass: a unit with one smallest effect, and a runnable protocol."""
+    if "unit" in entry and entry["unit"] not in SMALLEST_EFFECT:
+        raise ValueError(f"{where} has unit = {entry['unit']!r}; the units (each with its smallest effect of interest) "
+                         f"are {sorted(SMALLEST_EFFECT)}.")
+    protocol = entry.get("protocol")
+    if protocol is not None and not (isinstance(protocol, dict) and isinstance(protocol.get("function"), str)
+                                     and isinstance(protocol.get("args", {}), dict)):
+        raise ValueError(f"{where} has protocol = {protocol!r}; write protocol = {{ function = \"name in "
+                         f"tutorlib.protocols\", args = {{ ... }} }}.")
+
+
+def registration_problems(registry: dict) -> list[str]:
+    """What keeps each live entry from the rules of the 2026-12-07 registration pass (docs/design.md, 5a): none, or
+    a sentence per broken rule. Retired entries are reported, never asserted, and are not held to them."""
+    problems = []
+    for key, entry in registry.items():
+        if "retired" in entry:
+            continue
+        problems += [f"[{key}] {problem}" for problem in _rule_problems(entry, registry)]
+    return problems
+
+
+def _rule_problems(entry: dict, registry: dict) -> list[str]:
+    missing = [f for f in ("unit", "protocol", "pilot_seeds", "confirm_seeds") if f not in entry]
+    if missing:
+        return [f"lacks {missing}"]
+    size, threshold, kind = SMALLEST_EFFECT.get(entry["unit"]), abs(_threshold(entry)), entry["kind"]
+    problems = []
+    if entry.get("interval") != "cluster-t":
+        problems.append('decides on interval = "cluster-t" (the interval calibrated at the course\'s N)')
+    served = {abs(_threshold(e)) for e in registry.values() if e.get("sensitivity") in registry
+              and registry[e["sensitivity"]] is entry}  # a sensitivity arm's minimum is the bound it backs
+    if kind == "effect" and threshold not in {size} | served:
+        problems.append(f"an effect's minimum is the unit's smallest effect, {size}, not {threshold}")
+    if kind != "effect":
+        anchor = entry.get("anchor_effect")
+        if anchor is not None and threshold > anchor / 2:
+            problems.append(f"its margin {threshold} is more than half the anchor's effect ({anchor})")
+        if anchor is None and threshold != size:
+            problems.append(f"its bound is the unit's smallest effect, {size}, not {threshold}, unless anchor_effect is given")
+        arm = registry.get(entry.get("sensitivity"), {})
+        if not (arm.get("kind") == "effect" and "retired" not in arm and arm.get("unit") == entry["unit"]
+                and arm.get("protocol") == entry["protocol"] and arm["min_effect"] >= threshold):
+            problems.append("names no live sensitivity arm: an effect entry of the same unit and protocol whose minimum "
+                            "is at least this bound")
+    if entry.get("clusters", 0) < MIN_CLUSTERS and "published_checkpoint" not in entry:
+        problems.append(f"its units span fewer than {MIN_CLUSTERS} pretraining runs and it names no published_checkpoint")
+    seen = {tuple(s) for s in entry["confirm_seeds"]}
+    if not {(0, 1, 2), (20, 21, 22)} < seen or set(entry["pilot_seeds"]) & set().union(*seen):
+        problems.append("confirm_seeds holds 0-2, 20-22 and a fresh set, none of them a pilot seed")
+    return problems
 
 
 def _threshold(entry: dict) -> float:
     return entry["bound"] if entry["kind"] == "equivalence" else entry["min_effect"]
 
 
-def registered(key: str, a: Any, b: Any) -> Verdict:
-    """Run the verdict `key` exactly as notebooks/verdicts.toml fixed it: claim, kind, effect or bound, units, paper."""
+def registered(key: str, a: Any, b: Any = None) -> Verdict:
+    """Run the verdict `key` exactly as notebooks/verdicts.toml fixed it: claim, kind, effect or bound, units, paper.
+
+    `a, b`: the two arms, one number per unit. An entry that registers its protocol takes instead the one table
+    `tutorlib.protocols` returned (`a`), whose columns carry the arms' names: it must come from that protocol
+    with those arguments, so that the question run is the question registered.
+    """
     entry = preregistration(key)
+    if "protocol" in entry or b is None:
+        a, b = _registered_arms(key, entry, a, b)
     units = len(_numbers(a, "the first arm", "unit"))
     if current().decides and units < entry["units"]:
         raise ValueError(f"Verdict {key!r} was pre-registered with {entry['units']} units; this run has {units}. "
@@ -460,6 +525,21 @@ def registered(key: str, a: Any, b: Any) -> Verdict:
         return _retired(entry, a, b)
     return _verdict(entry["kind"], _threshold(entry), a, b, entry["claim"], tuple(entry["names"]),
                     entry.get("diverged"), entry.get("paper"), entry.get("interval", "registered"))
+
+
+def _registered_arms(key: str, entry: dict, table: Any, b: Any) -> tuple[pd.Series, pd.Series]:
+    """The two arms of a protocol entry, from the table its registered protocol measured (else a clear error)."""
+    if "protocol" not in entry:
+        raise TypeError(f"Verdict {key!r} registers no protocol: pass its two arms, check.registered(key, a, b).")
+    ran = getattr(table, "attrs", {}).get("protocol") if isinstance(table, pd.DataFrame) and b is None else None
+    if ran != entry["protocol"]:
+        raise ValueError(f"Verdict {key!r} was registered with protocol {entry['protocol']}; pass the one table it "
+                         f"returns (check.registered(key, table)), not {'two arms' if b is not None else ran}. "
+                         f"A changed question needs a new registry key (docs/design.md, section 5a).")
+    missing = [name for name in entry["names"] if name not in table.columns]
+    if missing:
+        raise ValueError(f"The protocol's table has no column {missing} for verdict {key!r}; it has {list(table.columns)}.")
+    return table[entry["names"][0]], table[entry["names"][1]]
 
 
 def _retired(entry: dict, a: Any, b: Any) -> Verdict:

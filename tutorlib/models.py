@@ -108,18 +108,23 @@ def init_weights(model: nn.Module, scheme: str) -> nn.Module:
     return model
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}  # sigmoid: Glorot & Bengio 2010's saturating units
+
+
 def plain_net(depth: int, width: int = 128, init: str = "he", batchnorm: bool = False,
-              in_features: int = 784, num_classes: int = 10) -> nn.Sequential:
-    """A plain ReLU MLP (no residuals): `depth` linear layers, the classic testbed for vanishing gradients."""
+              in_features: int = 784, num_classes: int = 10, activation: str = "relu") -> nn.Sequential:
+    """A plain MLP (no residuals): `depth` linear layers, the classic testbed for vanishing gradients."""
     for name, value in dict(depth=depth, width=width, in_features=in_features, num_classes=num_classes).items():
         inputs.integer(value, name, 2 if name == "depth" else 1)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"Unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
     layers: list[nn.Module] = [nn.Flatten()]
     sizes = [in_features] + [width] * (depth - 1)
     for i in range(depth - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1], bias=not batchnorm))
         if batchnorm:
             layers.append(nn.BatchNorm1d(sizes[i + 1]))
-        layers.append(nn.ReLU())
+        layers.append(ACTIVATIONS[activation]())
     layers.append(nn.Linear(sizes[-1], num_classes))
     return init_weights(nn.Sequential(*layers), init)
 

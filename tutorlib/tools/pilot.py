@@ -1,0 +1,93 @@
+"""Re-run a registered verdict's pilot on its exploration seeds: the numbers notebooks/verdicts.toml records.
+
+    python -m tutorlib.tools.pilot KEY            # print the pilot's effect, spread, ICC, size and power
+    python -m tutorlib.tools.pilot KEY --write    # and save them as notebooks/pilots/<key>.txt
+
+Why: a power calculation is only as good as the pilot behind it, and a pilot nobody can re-run is a number to
+take on trust. The pilot runs the entry's registered protocol (`tutorlib.protocols`) in the standard profile
+on the entry's `pilot_seeds` (exploration seeds no chapter and no confirming set uses), on the zoo's pretraining
+runs, and simulates the registered rule at the entry's units with the spread it found (`tutorlib.calibration`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import calibration, check, profile, protocols
+from ..transfer import load_halves
+
+PILOTS = Path(__file__).resolve().parents[2] / "notebooks" / "pilots"
+SIMULATIONS = 2000
+
+
+def icc(differences: pd.Series) -> float:
+    """One-way ANOVA intraclass correlation of the differences within a pretraining run (0 if none shows)."""
+    groups = [g.to_numpy() for _, g in differences.groupby(level=check.CLUSTER_LEVEL)]
+    m, k = len(groups[0]), len(groups)
+    if k < 2 or m < 2:
+        return 0.0
+    between = m * np.var([g.mean() for g in groups], ddof=1)
+    within = np.mean([np.var(g, ddof=1) for g in groups])
+    return float(max(0.0, (between - within) / (between + (m - 1) * within)))
+
+
+def run(key: str) -> dict:
+    """The pilot of `key`: its table of units, the effect, sd and ICC of the paired difference, size and power."""
+    entry = check.preregistration(key)
+    if "protocol" not in entry or "pilot_seeds" not in entry:
+        raise SystemExit(f"{key} registers no protocol and pilot seeds: its pilot ran on code that is gone, and its "
+                         f"set_from says what it found.")
+    prof = profile.current("standard")
+    function = protocols.PROTOCOLS[entry["protocol"]["function"]]
+    table = function(load_halves(prof), entry["pilot_seeds"], prof.pretrain_seeds, entry.get("pilot_draws", 1),
+                     **entry["protocol"]["args"])
+    d = table[entry["names"][0]] - table[entry["names"][1]]
+    found = {"effect": float(d.mean()), "sd": float(d.std(ddof=1)), "icc": icc(d), "units": len(d),
+             "clusters": d.index.get_level_values(check.CLUSTER_LEVEL).nunique()}
+    threshold = entry["bound"] if entry["kind"] == "equivalence" else entry["min_effect"]
+    null = threshold if entry["kind"] != "equivalence" else threshold * np.sign(found["effect"] or 1)
+    design = (entry["units"], entry.get("clusters"), round(found["icc"], 2))
+    found["null_pass"] = calibration.pass_rate(entry["kind"], threshold, null, found["sd"], *design,
+                                               simulations=SIMULATIONS)[0]
+    found["power"] = [calibration.pass_rate(entry["kind"], threshold, found["effect"], scale * found["sd"], *design,
+                                            simulations=SIMULATIONS)[0] for scale in (1.0, 1.5)]
+    return found | {"table": table, "pretrain_seeds": list(prof.pretrain_seeds)}
+
+
+def text(key: str, found: dict) -> str:
+    """What the pilot prints and what notebooks/pilots/<key>.txt holds."""
+    entry = check.preregistration(key)
+    return "\n".join([
+        f"pilot of {key}: protocol {entry['protocol']}, standard profile, seeds {entry['pilot_seeds']}, "
+        f"pretraining runs {found['pretrain_seeds']}, {entry.get('pilot_draws', 1)} draw(s) per seed and run",
+        f"units = {found['units']} in {found['clusters']} clusters; difference = {entry['names'][0]} minus "
+        f"{entry['names'][1]}",
+        f"pilot_effect = {found['effect']:.4f}",
+        f"pilot_sd = {found['sd']:.4f}",
+        f"pilot_icc = {found['icc']:.2f}",
+        f"at the registered {entry['units']} units in {entry.get('clusters', entry['units'])} clusters "
+        f"({SIMULATIONS} simulated verdicts each): passes {100 * found['null_pass']:.1f}% at the threshold, "
+        f"{100 * found['power'][0]:.1f}% at the pilot's effect and spread, {100 * found['power'][1]:.1f}% at "
+        f"1.5x the spread",
+        "", "units:", found["table"].round(4).to_string(), ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tutorlib.tools.pilot", description=__doc__.split("\n")[0])
+    parser.add_argument("key", help="a registry key of notebooks/verdicts.toml")
+    parser.add_argument("--write", action="store_true", help="save the output as notebooks/pilots/<key>.txt")
+    args = parser.parse_args(argv)
+    output = text(args.key, run(args.key))
+    print(output)
+    if args.write:
+        PILOTS.mkdir(exist_ok=True)
+        (PILOTS / f"{args.key}.txt").write_text(output, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
