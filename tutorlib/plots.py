@@ -140,10 +140,12 @@ def lines(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: st
 
 def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str | None = None,
          xlabel: str | None = None, ylabel: str | None = None, ylim: tuple[float, float] | None = None,
-         horizontal: bool = False, order: list | None = None, panel: str | None = None) -> Figure:
+         horizontal: bool = False, order: list | None = None, panel: str | None = None,
+         reference: float | None = None, reference_label: str = "") -> Figure:
     """Mean of `y` per category with standard-deviation error bars and each seed as a dot.
 
     panel: a column whose values get one plot each, side by side (e.g. "model").
+    reference: a value to draw across the plot (e.g. a registered margin), labelled `reference_label`.
     """
     _frame(df, x, y, hue, panel)
     xy = dict(x=y, y=x, order=order) if horizontal else dict(x=x, y=y, order=order)
@@ -154,6 +156,10 @@ def bars(df: pd.DataFrame, x: str, y: str, hue: str | None = None, *, title: str
         sns.stripplot(data=part, hue=hue, dodge=hue is not None, size=3, legend=False, ax=ax, **black, **xy)
         if ylim:
             (ax.set_xlim if horizontal else ax.set_ylim)(*ylim)
+        if reference is not None:
+            (ax.axvline if horizontal else ax.axhline)(reference, color="grey", linestyle="--", linewidth=1,
+                                                       label=reference_label)
+            ax.legend()
         if not horizontal:
             _slant(ax, 20)
     return _panels(df, panel, draw, 6.0 if panel is None else 4.5, title,
