@@ -9,14 +9,16 @@ not part of the question and is passed apart.
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import analysis, models, surgery
+from . import analysis, data, engine, evaluation, models, recipes, surgery, train, transfer
 from .seeds import derive, seed_everything
 from .transfer import Halves
 
@@ -77,4 +79,140 @@ def first_step_gradients(halves: Halves, seeds, pretrain_seeds, draws: int, *, b
     return _table(rows, "first_step_gradients", {"batch": batch, "labels_per_class": labels_per_class})
 
 
-PROTOCOLS: dict[str, Callable[..., pd.DataFrame]] = {"first_step_gradients": first_step_gradients}
+# ----------------------------------------------------------------------------- chapter 1: the positive control
+def positive_control(halves: Halves, seeds, pretrain_seeds, draws: int, *, checkpoint: str = "A_w16", shots: int = 5,
+                     steps: int = 120, lr: float = 1e-3) -> pd.DataFrame:
+    """Does pretraining on A help at all? The control every comparison of sources needs, over pretraining runs.
+
+    Per unit: the checkpoint (that unit's pretraining run) and the same CNN at random initialisation (its
+    `random_twin`, from the unit's seed), each fine-tuned whole with a fresh head on the unit's `shots` labels
+    per class of B (`engine.finetune_many`: `recipes.finetune`'s steps, every unit trained together) and scored
+    on B's test set.
+    """
+    grid = units(pretrain_seeds, seeds, draws)
+    pretrained = {p: models.load_checkpoint(checkpoint, pretrain_seed=p) for p in pretrain_seeds}
+    targets = [halves.target(shots, seed=d) for *_, d in grid]
+    nets = [pretrained[p] for p, *_ in grid] + [pretrained[p].random_twin(d) for p, _, _, d in grid]
+    tuned = engine.finetune_many(nets, targets * 2, steps=steps, lr=lr, seeds=[d for *_, d in grid] * 2)
+    accuracy = engine.evaluate_many(tuned, halves.b_test)
+    rows = [{"pretrain_seed": p, "seed": s, "draw": k, "pretrained": accuracy[i], "random init": accuracy[len(grid) + i]}
+            for i, (p, s, k, _) in enumerate(grid)]
+    return _table(rows, "positive_control", dict(checkpoint=checkpoint, shots=shots, steps=steps, lr=lr))
+
+
+# ----------------------------------------------------------------------------- chapter 2: pruning
+def pruning(halves: Halves, seeds, pretrain_seeds, draws: int, *, width: int = 32, shots: int = 5,
+            steps: int = 120, lr: float = 3e-3, retrain_steps: int = 120, retrain_lr: float = 1e-3,
+            sparsities: tuple = (0.9, 0.99)) -> pd.DataFrame:
+    """Can a fine-tuned network lose most of its weights? Han et al.'s prune-and-retrain on the course CNN.
+
+    Per unit: A_w{width} (that unit's pretraining run) fine-tuned on `shots` labels per class of B, then pruned
+    to each sparsity (global magnitude) and re-trained on the same labels, beside the dense network given the
+    same re-training; each scored on B's test set.
+    """
+    rows = []
+    for p, s, k, draw_seed in tqdm(units(pretrain_seeds, seeds, draws), desc="pruning"):
+        target = halves.target(shots, seed=draw_seed)
+        tuned, _ = recipes.finetune(models.load_checkpoint(f"A_w{width}", pretrain_seed=p), target, steps=steps,
+                                    lr=lr, seed=draw_seed)
+        row = {"pretrain_seed": p, "seed": s, "draw": k}
+        for sparsity in (0.0, *sparsities):
+            net = surgery.prune_magnitude(copy.deepcopy(tuned), sparsity)
+            train.fit(net, target, steps=retrain_steps, lr=retrain_lr, batch_size=32, seed=draw_seed, progress=False)
+            name = "dense, re-trained" if sparsity == 0 else f"pruned to {sparsity:.0%}, re-trained"
+            row[name] = evaluation.evaluate(net, halves.b_test)["accuracy"]
+        rows.append(row)
+    args = dict(width=width, shots=shots, steps=steps, lr=lr, retrain_steps=retrain_steps, retrain_lr=retrain_lr,
+                sparsities=list(sparsities))
+    return _table(rows, "pruning", args)
+
+
+# ----------------------------------------------------------------------------- chapter 5: a noisy source
+def source_noise(halves: Halves, seeds, pretrain_seeds, draws: int, *, noise: float = 0.4, pretrain_steps: int = 120,
+                 shots: int = 5, targets: int = 2, steps: int = 120, lr: float = 1e-3) -> pd.DataFrame:
+    """Does label noise in the source hurt transfer? Sources compared by fine-tuning, where a harm might show.
+
+    A unit is one source replicate: the course CNN pretrained on A three times with one init and batch order
+    (its own pretraining run, so `pretrain_seeds` is not used): on clean labels, with `noise` of them wrong
+    (symmetric), and with every label drawn at random (no signal: the sensitivity arm). Each is fine-tuned on
+    `targets` draws of `shots` labels per class of B (chapter 1's positive-control regime) and scored on B's
+    test set; the unit's score is the mean over those draws. `draws`: replicates per seed.
+    """
+    rows = []
+    for s, k in tqdm([(s, k) for s in seeds for k in range(draws)], desc="source replicates"):
+        unit_seed, labels = derive(s, f"source {k}"), halves.a_train[1]
+        shuffled = torch.randint(0, 5, labels.shape, generator=torch.Generator().manual_seed(unit_seed))
+        sources = {"clean source": labels, f"{noise:.0%} noisy source": data.add_label_noise(labels, noise, 5,
+                                                                                             seed=unit_seed),
+                   "random-label source": shuffled}
+        nets = [transfer.pretrain((halves.a_train[0], y), steps=pretrain_steps, seed=unit_seed) for y in sources.values()]
+        draw_seeds = [derive(unit_seed, f"target {t}") for t in range(targets)]
+        tuned = engine.finetune_many([n for n in nets for _ in draw_seeds],
+                                     [halves.target(shots, d) for d in draw_seeds] * len(nets), steps=steps, lr=lr,
+                                     seeds=draw_seeds * len(nets))
+        accuracy = engine.evaluate_many(tuned, halves.b_test)
+        rows.append({"pretrain_seed": unit_seed, "seed": s, "draw": k,
+                     **{name: float(np.mean(accuracy[i * targets:(i + 1) * targets])) for i, name in enumerate(sources)}})
+    return _table(rows, "source_noise", dict(noise=noise, pretrain_steps=pretrain_steps, shots=shots, targets=targets,
+                                             steps=steps, lr=lr))
+
+
+# ----------------------------------------------------------------------------- chapter 4: how deep to freeze
+def freeze_depth(halves: Halves, seeds, pretrain_seeds, draws: int, *, checkpoint: str = "A_w16", labelled: int = 70,
+                 validation: int = 20, steps: int = 160, lr: float = 3e-3, depths: tuple = (1, 2, 3)) -> pd.DataFrame:
+    """Do frozen layers cost accuracy at the depth a learner would pick? And does freezing all but the head?
+
+    Per unit: the checkpoint (that unit's pretraining run) fine-tuned on `labelled - validation` labels per
+    class of B with 0 blocks frozen (full fine-tuning), with each of `depths` frozen, and with every block
+    frozen (only the head trains: the sensitivity arm), all with the same steps, rate, head initialisation
+    and batch order. The learner's depth is the one of `depths` that scores best on the `validation` held-out
+    labels per class (the shallowest on a tie); every arm is scored on B's test set.
+    """
+    rows = []
+    for p, s, k, draw_seed in tqdm(units(pretrain_seeds, seeds, draws), desc="freeze depths"):
+        labelled_set = halves.target(labelled, seed=draw_seed)
+        parts = data.stratified_split(labelled_set[1], ((labelled - validation) / labelled, validation / labelled),
+                                      seed=draw_seed)
+        train_part, val_part = (data.take(labelled_set, index) for index in parts)
+        start = models.load_checkpoint(checkpoint, pretrain_seed=p)
+        head_only = len(surgery.layer_groups(start)) - 1  # every group but the head frozen
+        tuned = {d: recipes.finetune(start, train_part, steps=steps, lr=lr, seed=draw_seed, frozen_groups=d)[0]
+                 for d in (0, *depths, head_only)}
+        chosen = transfer.choose_on_validation(lambda part, d: tuned[d], train_part, depths, validation=val_part).option
+        test = {d: evaluation.evaluate(net, halves.b_test)["accuracy"] for d, net in tuned.items()}
+        rows.append({"pretrain_seed": p, "seed": s, "draw": k, "full fine-tuning": test[0],
+                     "depth chosen on validation": test[chosen], "chosen depth": chosen,
+                     **{f"{d} blocks frozen": test[d] for d in depths}, "all but the head frozen": test[head_only]})
+    return _table(rows, "freeze_depth", dict(checkpoint=checkpoint, labelled=labelled, validation=validation,
+                                             steps=steps, lr=lr, depths=list(depths)))
+
+
+# ----------------------------------------------------------------------------- chapter 6: forgetting
+def forgetting(halves: Halves, seeds, pretrain_seeds, draws: int, *, checkpoint: str = "A_w16", shots: int = 50,
+               steps: int = 200, lr: float = 1e-3, batch_size: int = 32, l2sp_alpha: float = 0.1) -> pd.DataFrame:
+    """Does fine-tuning forget the source, and do LP-FT and L2-SP forget less? A's old head on the adapted body.
+
+    Per unit: the checkpoint (that unit's pretraining run) adapted to `shots` labels per class of B by full
+    fine-tuning (FT), LP-FT and L2-SP, all at the same rate, steps, head initialisation and batch order; then
+    the checkpoint's own A head is put back on each adapted body, and the result is scored on A's test set.
+    """
+    rows = []
+    for p, s, k, draw_seed in tqdm(units(pretrain_seeds, seeds, draws), desc="forgetting"):
+        target, start = halves.target(shots, seed=draw_seed), models.load_checkpoint(checkpoint, pretrain_seed=p)
+        body = len(surgery.layer_groups(start)) - 1
+        row = {"pretrain_seed": p, "seed": s, "draw": k}
+        for method, options in (("FT", {}), ("LP-FT", {}), ("L2-SP", {"alpha": l2sp_alpha})):
+            adapted = recipes.RECIPES[method](start, target, lr=lr, seed=draw_seed, steps=steps,
+                                              batch_size=batch_size, **options)[0]
+            a_view = surgery.transplant(adapted, models.load_checkpoint(checkpoint, pretrain_seed=p), n_groups=body,
+                                        freeze=False)
+            row[method] = evaluation.evaluate(a_view, halves.a_test)["accuracy"]
+        rows.append(row)
+    return _table(rows, "forgetting", dict(checkpoint=checkpoint, shots=shots, steps=steps, lr=lr,
+                                           batch_size=batch_size, l2sp_alpha=l2sp_alpha))
+
+
+PROTOCOLS: dict[str, Callable[..., pd.DataFrame]] = {"first_step_gradients": first_step_gradients,
+                                                   "positive_control": positive_control, "pruning": pruning,
+                                                   "source_noise": source_noise,
+                                                   "freeze_depth": freeze_depth, "forgetting": forgetting}

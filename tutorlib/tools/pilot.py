@@ -3,6 +3,8 @@
     python -m tutorlib.tools.pilot KEY            # print the pilot's effect, spread, ICC, size and power
     python -m tutorlib.tools.pilot KEY --write    # and save them as notebooks/pilots/<key>.txt
 
+KEY is a registry entry, or a question piloted and not registered (notebooks/candidates.toml, which says why).
+
 Why: a power calculation is only as good as the pilot behind it, and a pilot nobody can re-run is a number to
 take on trust. The pilot runs the entry's registered protocol (`tutorlib.protocols`) in the standard profile
 on the entry's `pilot_seeds` (exploration seeds no chapter and no confirming set uses), on the zoo's pretraining
@@ -14,13 +16,19 @@ import argparse
 import sys
 from pathlib import Path
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
 import numpy as np
 import pandas as pd
 
 from .. import calibration, check, profile, protocols
 from ..transfer import load_halves
 
-PILOTS = Path(__file__).resolve().parents[2] / "notebooks" / "pilots"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+PILOTS, CANDIDATES = NOTEBOOKS / "pilots", NOTEBOOKS / "candidates.toml"
 SIMULATIONS = 2000
 
 
@@ -35,9 +43,21 @@ def icc(differences: pd.Series) -> float:
     return float(max(0.0, (between - within) / (between + (m - 1) * within)))
 
 
+def entry_of(key: str) -> dict:
+    """The registry's entry `key`, or the piloted question of that name in notebooks/candidates.toml."""
+    registry = check.preregistration()
+    if key in registry:
+        return registry[key]
+    candidates = tomllib.loads(CANDIDATES.read_text(encoding="utf-8")) if CANDIDATES.exists() else {}
+    if key not in candidates:
+        raise SystemExit(f"No {key!r} in notebooks/verdicts.toml or notebooks/candidates.toml; registered: "
+                         f"{sorted(registry)}, candidates: {sorted(candidates)}.")
+    return candidates[key]
+
+
 def run(key: str) -> dict:
     """The pilot of `key`: its table of units, the effect, sd and ICC of the paired difference, size and power."""
-    entry = check.preregistration(key)
+    entry = entry_of(key)
     if "protocol" not in entry or "pilot_seeds" not in entry:
         raise SystemExit(f"{key} registers no protocol and pilot seeds: its pilot ran on code that is gone, and its "
                          f"set_from says what it found.")
@@ -60,7 +80,7 @@ def run(key: str) -> dict:
 
 def text(key: str, found: dict) -> str:
     """What the pilot prints and what notebooks/pilots/<key>.txt holds."""
-    entry = check.preregistration(key)
+    entry = entry_of(key)
     return "\n".join([
         f"pilot of {key}: protocol {entry['protocol']}, standard profile, seeds {entry['pilot_seeds']}, "
         f"pretraining runs {found['pretrain_seeds']}, {entry.get('pilot_draws', 1)} draw(s) per seed and run",
