@@ -203,3 +203,19 @@ def test_a_build_that_selects_no_chapter_stops_before_it_writes(tmp_path):
     with pytest.raises(SystemExit, match=r"No chapter matches --only 09 x: give two-digit numbers"):
         build.build(only=["9", "x"], out_dir=tmp_path)
     assert index.read_text() == "last week's write-up" and sorted(p.name for p in tmp_path.iterdir()) == ["course"]
+
+
+def test_seeds_choose_the_seed_set_of_a_build_and_are_refused_where_they_mean_nothing(monkeypatch):
+    """`build --seeds 83,84,85` runs the chapters on those seeds (it was silently ignored once)."""
+    from tutorlib import profile
+    from tutorlib.tools import course
+
+    seen = {}
+    monkeypatch.setenv(profile.SEEDS_VAR, "0")  # recorded, so the seeds main() sets are undone after the test
+    monkeypatch.delenv(profile.SEEDS_VAR)
+    monkeypatch.setattr(course, "build", lambda *a, **k: seen.setdefault("seeds", profile.current().seeds) and False)
+    with pytest.raises(SystemExit) as done:
+        course.main(["build", "--seeds", "83,84,85", "--only", "03"])
+    assert done.value.code == 0 and seen["seeds"] == (83, 84, 85)
+    with pytest.raises(SystemExit, match="--seeds applies to build and confirm"):
+        course.main(["unit", "--seeds", "1,2"])

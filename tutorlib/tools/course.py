@@ -1,6 +1,6 @@
 """Build the reproducible write-up, and the students' exercise notebooks.
 
-    python -m tutorlib.course build [--profile standard] [--only 01 03] [--out build] [--keep-going] [--save-reference]
+    python -m tutorlib.course build [--profile standard] [--only 01 03] [--seeds 83,84,85] [--out build] [--keep-going]
     python -m tutorlib.course confirm [--seeds 20,21,22]          # make confirm
     python -m tutorlib.course student [--out build/student]       # make student
     python -m tutorlib.course grade submitted.ipynb [more.ipynb ...] [--profile quick] [--timeout S]
@@ -69,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
                         help=f"grade: seconds a cell may run before it is interrupted (default {CELL_TIMEOUT})")
     parser.add_argument("--notebook-timeout", type=_seconds, default=NOTEBOOK_TIMEOUT,
                         help=f"grade: seconds a submission may run before it is stopped (default {NOTEBOOK_TIMEOUT})")
-    parser.add_argument("--seeds", default=paths.CONFIRM_SEEDS, help=f"confirm: the seed set (default {paths.CONFIRM_SEEDS})")
+    parser.add_argument("--seeds", help=f"build / confirm: the seed set, e.g. 83,84,85 (build: the profile's own; "
+                                        f"confirm: {paths.CONFIRM_SEEDS})")
     parser.add_argument("--force", action="store_true",
                         help="get / student: replace chapters that differ from the course's (a learner's work)")
     parser.add_argument("--student", action="store_true", help="lab: open the students' copies (--out, default build/student/)")
@@ -109,6 +110,8 @@ def write_hub_from_args(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_intermixed_args(argv)  # options may come before or after the notebooks
+    if args.seeds and args.command not in ("build", "confirm"):
+        raise SystemExit(f"--seeds applies to build and confirm, not to {args.command}.")
     if args.command == "student":
         write_student_versions(args.out or paths.BUILD / "student", force=args.force)
         return
@@ -126,8 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command in ("test", "unit"):
         raise SystemExit(run_tests(unit_only=args.command == "unit"))
+    if args.seeds:
+        os.environ[SEEDS_VAR] = args.seeds  # a build on other seeds is not the reference run (its environment says so)
     if args.command == "confirm":  # the verdicts on a second seed set, decided (standard), every cell run
-        os.environ[SEEDS_VAR] = args.seeds
+        os.environ[SEEDS_VAR] = args.seeds or paths.CONFIRM_SEEDS
         args.profile, args.keep_going, args.out = args.profile or "standard", True, args.out or paths.BUILD / "confirm"
     if args.profile:
         os.environ[ENV_VAR] = current(args.profile).name
