@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import PACKAGE
 
-from tutorlib import data, manifest, models
+from tutorlib import manifest, models
 from tutorlib.tools import checkpoints
 
 

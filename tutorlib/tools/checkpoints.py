@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -74,8 +75,23 @@ def portable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def machine_kind() -> str:
-    """What bitwise reproducibility depends on besides torch and threads: the CPU's vector instructions."""
-    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+    """What bitwise reproducibility depends on besides torch and threads: the CPU's vector instructions and maker.
+
+    The maker too: at the same instruction set (AVX512) an Intel Xeon retrained A_w8 (seed 1) to weights up to
+    0.45 away from those an AMD EPYC had made, at the same accuracy within 0.002.
+    """
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} {_cpu_vendor()}"
+
+
+def _cpu_vendor() -> str:
+    """'AuthenticAMD', 'GenuineIntel', ... (Linux: /proc/cpuinfo), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def save_checkpoint(name: str, model: nn.Module, recipe: dict, metrics: dict, seed: int = 0) -> dict:
