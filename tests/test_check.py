@@ -108,3 +108,15 @@ def test_verdicts_round_their_numbers_to_three_decimals(capsys):
                  norm=1.23456e-7, ms=123.4567, nan=float("nan"))
     assert capsys.readouterr().out.strip() == ("NOT ASSERTED rounded: gaps={0: 0.123, 1: -0.988}, one=0.556, "
                                                "lr=0.000304, norm=1.23e-07, ms=123.457, nan=nan")
+
+
+def test_a_reported_estimate_over_pretraining_runs_is_clustered_by_run():
+    """Draws that share a pretraining run are not independent: estimate() widens to the runs' spread."""
+    index = pd.MultiIndex.from_product([range(5), [0, 1, 2], [0]], names=["pretrain_seed", "seed", "draw"])
+    run_effect = np.repeat([0.0, 0.1, -0.1, 0.05, -0.05], 3)  # the spread is between runs, none within
+    clustered = check.estimate(pd.Series(run_effect + np.tile([0.0, 0.001, -0.001], 5), index=index))
+    naive = check.estimate(pd.Series(run_effect + np.tile([0.0, 0.001, -0.001], 5)))
+    assert clustered["clusters"] == 5 and clustered["units"] == 15 and "clusters" not in naive
+    assert np.ptp(clustered["interval"]) > 1.2 * np.ptp(naive["interval"])
+    assert clustered["interval"] == pytest.approx(list(check.cluster_interval(run_effect, np.repeat(range(5), 3))[1:]),
+                                                  abs=1e-3)

@@ -195,7 +195,16 @@ def interval(differences: Any, confidence: float = CONFIDENCE) -> tuple[float, f
 
 
 def estimate(differences: Any) -> dict:
-    """`{"mean", "interval", "units"}` of per-unit differences: how a reported finding shows its uncertainty."""
+    """`{"mean", "interval", "units"}` of per-unit differences: how a reported finding shows its uncertainty.
+
+    Units indexed by pretraining run (a protocol's table) are clustered by it: `cluster_interval`, not a bootstrap
+    that would count each draw of one run as independent.
+    """
+    names = getattr(getattr(differences, "index", None), "names", None) or []
+    if CLUSTER_LEVEL in names:
+        runs = differences.index.get_level_values(CLUSTER_LEVEL)
+        mean, low, high = cluster_interval(differences.to_numpy(), runs)
+        return {"mean": mean, "interval": [low, high], "units": len(runs), "clusters": runs.nunique()}
     mean, low, high = interval(differences)
     return {"mean": mean, "interval": [low, high], "units": len(np.asarray(differences))}
 
