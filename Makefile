@@ -25,7 +25,7 @@ student: $(STAMP)  ## exercise notebooks for students (solutions replaced by stu
 test: $(STAMP)  ## unit tests + every notebook executed by nbval in the quick profile
 	$(PY) -m tutorlib.course test
 
-unit: $(STAMP)  ## the unit tests alone (no notebooks, no whole-chapter runs): under a minute
+unit: $(STAMP)  ## the unit tests alone (no notebooks, no whole-chapter runs): about 2.5 minutes on 2 cores
 	$(PY) -m tutorlib.course unit
 
 confirm: $(STAMP)  ## every verdict decided on a second seed set (standard profile, CONFIRM_SEEDS=20,21,22; ~35 min)
