@@ -120,3 +120,11 @@ def test_a_reported_estimate_over_pretraining_runs_is_clustered_by_run():
     assert np.ptp(clustered["interval"]) > 1.2 * np.ptp(naive["interval"])
     assert clustered["interval"] == pytest.approx(list(check.cluster_interval(run_effect, np.repeat(range(5), 3))[1:]),
                                                   abs=1e-3)
+
+
+def test_a_retired_question_no_longer_run_is_printed_with_why_and_a_live_one_is_refused(capsys):
+    check.report_retired("ch4_freeze_too_deep")
+    printed = capsys.readouterr().out
+    assert "[retired, not re-run]" in printed and "withdrawn by the registration pass" in printed
+    with pytest.raises(ValueError, match="is live: run it with check.registered"):
+        check.report_retired("ch4_head_only_costs")

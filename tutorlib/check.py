@@ -9,7 +9,8 @@ What the chapters call:
   ``cluster_interval`` (``interval = "cluster-t"``: Hall's t over pretraining runs); ``decide`` is the one
   function every rule goes through, and what `tutorlib.calibration` simulates.
 * ``report(claim, **numbers)`` and ``estimate(differences)``: a finding shown with its numbers and interval,
-  not asserted (it did not reproduce, or it is not a key point).
+  not asserted (it did not reproduce, or it is not a key point); ``report_retired(key)`` a retired question
+  the chapter no longer runs, with why.
 * ``compare(a, b, claim)``: two arms side by side with their differences (and interval), not asserted: what
   became of the course's older per-seed bars; ``expect(condition, claim, **numbers)`` underneath every verdict.
 * ``per_seed`` and ``mean_sd``: the tables and numbers verdicts are made of. Rankings (Kendall's tau, its
@@ -549,6 +550,15 @@ def _registered_arms(key: str, entry: dict, table: Any, b: Any) -> tuple[pd.Seri
     if missing:
         raise ValueError(f"The protocol's table has no column {missing} for verdict {key!r}; it has {list(table.columns)}.")
     return table[entry["names"][0]], table[entry["names"][1]]
+
+
+def report_retired(*keys: str) -> None:
+    """Retired questions a chapter no longer runs (a new key replaced them): printed with why, never asserted."""
+    for key in keys:
+        entry = preregistration(key)
+        if "retired" not in entry:
+            raise ValueError(f"Verdict {key!r} is live: run it with check.registered({key!r}, ...).")
+        report(f"{entry['claim']} [retired, not re-run]", reason=entry["retired"], paper=entry.get("paper"))
 
 
 def _retired(entry: dict, a: Any, b: Any) -> Verdict:
