@@ -212,7 +212,48 @@ def forgetting(halves: Halves, seeds, pretrain_seeds, draws: int, *, checkpoint:
                                            batch_size=batch_size, l2sp_alpha=l2sp_alpha))
 
 
+# ----------------------------------------------------------------------------- chapter 7: does the bigger model pay?
+def _probe_score(features: tuple[torch.Tensor, torch.Tensor], target_labels, test_labels) -> float:
+    """Linear-probe accuracy on (target features, test features), the head fit to convergence (L-BFGS)."""
+    return evaluation.linear_probe(features[0], target_labels).score(features[1], test_labels)
+
+
+def model_size(halves: Halves, seeds, pretrain_seeds, draws: int, *, shots: int = 20, test_per_class: int = 100,
+               input_size: int = 64) -> pd.DataFrame:
+    """Does the bigger published model transfer better? ImageNet Lite2 against Lite0, as a learner here runs them.
+
+    Per unit: `shots` labels per class of B and `test_per_class` test images per class of B, both drawn by the
+    unit's seed, and a linear probe on the frozen features of the published ImageNet Lite0 and Lite2 (each image
+    encoded once), of a Lite0 with random weights from the unit's seed (the sensitivity arm: the same measurement
+    must see what ImageNet pretraining gives) and on raw pixels (reported). No unit shares a pretraining run of
+    the course's (`pretrain_seeds` is not used): each is its own cluster, indexed by its own seed.
+    """
+    grid = [(s, k, derive(s, f"draw {k}")) for s in seeds for k in range(draws)]
+    picks = [(data.few_shot(halves.b_train[1], shots, seed=d), data.few_shot(halves.b_test[1], test_per_class,
+                                                                            seed=derive(d, "test images")))
+             for *_, d in grid]
+    pools = [torch.unique(torch.cat([pick[i] for pick in picks])) for i in (0, 1)]  # sorted, as searchsorted needs
+    splits = (halves.b_train, halves.b_test)
+    published = {}
+    for name in tqdm(("Lite0", "Lite2"), desc="published models: features"):
+        net = models.efficientnet_lite(name.lower(), input_size=input_size)
+        published[name] = [evaluation.extract_features(net, split[0][pool]) for split, pool in zip(splits, pools)]
+    rows = []
+    for (s, k, draw_seed), pick in zip(tqdm(grid, desc="model size: probes"), picks):
+        images, labels = zip(*[(split[0][index], split[1][index]) for split, index in zip(splits, pick)])
+        features = {name: [f[torch.searchsorted(pool, index)] for f, pool, index in zip(feats, pools, pick)]
+                    for name, feats in published.items()}
+        seed_everything(draw_seed)  # the random Lite0's weights
+        random_lite0 = models.efficientnet_lite("lite0", pretrained=False, input_size=input_size)
+        features["random Lite0"] = [evaluation.extract_features(random_lite0, x) for x in images]
+        features["raw pixels"] = [x.flatten(1) for x in images]
+        rows.append({"pretrain_seed": draw_seed, "seed": s, "draw": k,
+                     **{name: _probe_score(f, *labels) for name, f in features.items()}})
+    return _table(rows, "model_size", dict(shots=shots, test_per_class=test_per_class, input_size=input_size))
+
+
 PROTOCOLS: dict[str, Callable[..., pd.DataFrame]] = {"first_step_gradients": first_step_gradients,
                                                    "positive_control": positive_control, "pruning": pruning,
                                                    "source_noise": source_noise,
-                                                   "freeze_depth": freeze_depth, "forgetting": forgetting}
+                                                   "freeze_depth": freeze_depth, "forgetting": forgetting,
+                                                   "model_size": model_size}
