@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 
 CONFIRM_SEEDS ?= 20,21,22
 
-.PHONY: course student test unit confirm lab lab-student data checkpoints hub-test bench clean
+.PHONY: course course-zh student test unit confirm lab lab-zh lab-student data checkpoints hub-test bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 
 course: $(STAMP)  ## execute the seven notebooks and write the HTML write-up under build/course/
 	$(PY) -m tutorlib.course build --profile $(PROFILE)
+
+course-zh: $(STAMP)  ## the Chinese edition (中文版): the same chapters run with Chinese text, write-up in build/zh/course/
+	$(PY) -m tutorlib.course build --lang zh --profile $(PROFILE)
 
 student: $(STAMP)  ## exercise notebooks for students (solutions replaced by stubs) in build/student/
 	$(PY) -m tutorlib.course student
@@ -33,6 +36,9 @@ confirm: $(STAMP)  ## every verdict decided on a second seed set (standard profi
 
 lab: $(STAMP)  ## open the course in JupyterLab (outputs are stripped from what git sees)
 	$(PY) -m tutorlib.course lab
+
+lab-zh: $(STAMP)  ## the Chinese chapters (中文版, written to build/zh-chapters/) in JupyterLab, its menus in Chinese
+	$(PY) -m tutorlib.course lab --lang zh
 
 lab-student: $(STAMP)  ## the students' copies in JupyterLab (written to build/student/ first; a student's changes are kept)
 	$(PY) -m tutorlib.course lab --student

@@ -221,7 +221,7 @@ def readme_twins() -> dict[str, str]:
 
 def test_readme_lists_a_python_twin_for_every_make_target_that_runs_one():
     assert set(readme_twins()) == {"course", "test", "unit", "confirm", "student", "lab", "lab-student", "data",
-                                   "checkpoints", "hub-test"}
+                                   "checkpoints", "hub-test", "course-zh", "lab-zh"}
 
 
 @pytest.mark.parametrize("target", sorted(readme_twins()))

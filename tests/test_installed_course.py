@@ -65,7 +65,10 @@ def test_the_wheel_holds_the_tools_data_checkpoints_and_chapters(wheel):
     assert {packaged + "verdicts.toml", packaged + "references.bib"} <= names
     if (ROOT / "notebooks" / "reference_run.json").exists():
         assert packaged + "reference_run.json" in names  # an installed build compares with it too
-    assert wheel.stat().st_size < 15 * 2**20  # data 8.4 MB + checkpoints 2.1 MB, compressed a little
+    catalogue = {f"tutorlib/{p.relative_to(ROOT / 'tutorlib').as_posix()}" for p in (ROOT / "tutorlib" / "zh").rglob("*")
+                 if p.is_file()}
+    assert len(catalogue) >= 13 and catalogue <= names  # the Chinese edition: 7 chapters, claims, strings, font
+    assert wheel.stat().st_size < 15 * 2**20  # data 8.4 MB + checkpoints 2.1 MB + the CJK font 1.5 MB
 
 
 def test_the_chapters_name_the_wheel_that_is_built(wheel):

@@ -18,6 +18,7 @@ Modules, one per concern (open any of them: they are meant to be read):
 * `tutorlib.check`     verdict cells: registered interval verdicts (`registered`), reports, `expect`
 * `tutorlib.ranks`     Kendall's tau, its chance rate with model families kept, the rank-agreement verdict
 * `tutorlib.exercises` the exercises' self-checks (`exercise`, `answered`)
+* `tutorlib.i18n`      the Chinese edition at run time (TUTORLIB_LANG=zh): verdict lines, figures and hints in Chinese
 * `tutorlib.profile`   run profiles (quick / standard / full), and their seeds ($TUTORLIB_SEEDS)
 * `tutorlib.seeds`     `seed_everything`, the one seed helper
 * `tutorlib.pretext`   self-supervised pretext tasks (RotNet's rotations)
@@ -36,13 +37,13 @@ from __future__ import annotations
 
 import inspect
 
-from . import (analysis, anatomy, check, data, datafiles, engine, evaluation, exercises, inputs, losses, manifest, models,
-               plots, pretext, profile, ranks, recipes, runtime, seeds, sources, surgery, threads, train, transfer)
+from . import (analysis, anatomy, check, data, datafiles, engine, evaluation, exercises, i18n, inputs, losses, manifest,
+               models, plots, pretext, profile, ranks, recipes, runtime, seeds, sources, surgery, threads, train, transfer)
 
 threads.configure()  # one fixed thread count per machine: the same numbers idle or busy (see threads.py)
 
 __version__ = "0.1.0"
-__all__ = ["analysis", "anatomy", "check", "data", "datafiles", "engine", "evaluation", "exercises", "inputs", "losses",
+__all__ = ["analysis", "anatomy", "check", "data", "datafiles", "engine", "evaluation", "exercises", "i18n", "inputs", "losses",
            "manifest", "models", "plots", "pretext", "profile", "ranks", "recipes", "runtime", "seeds", "sources", "surgery",
            "threads", "train", "transfer", "show"]
 

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from . import inputs
+from . import i18n, inputs
 from .profile import current
 
 
@@ -67,7 +67,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _record(status: str, claim: str, numbers: dict, paper: str | None) -> None:
+def _record(status: str, claim: str, numbers: dict, paper: str | None, shown: str | None = None) -> None:
+    """Append the verdict to $TUTORLIB_RESULTS: its English claim (both editions compare on it), and as shown."""
     path = os.environ.get("TUTORLIB_RESULTS")
     if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         raise FileNotFoundError(f"$TUTORLIB_RESULTS={path!r} is in a folder that does not exist. Create it "
@@ -76,6 +77,8 @@ def _record(status: str, claim: str, numbers: dict, paper: str | None) -> None:
         prof = current()
         record = {"status": status, "claim": claim, "numbers": numbers, "paper": paper,
                   "profile": prof.name, "seeds": list(prof.seeds)}
+        if shown is not None and shown != claim:
+            record["shown"] = shown  # the Chinese edition's wording, for its write-up
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -99,17 +102,22 @@ def expect(condition: bool, claim: str, paper: str | None = None, **numbers: Any
     numbers = _plain(numbers)
     shown = ", ".join(f"{k}={v}" for k, v in numbers.items())
     status = "PASS" if _truth(condition) else "FAIL"
-    _record(status, claim, numbers, paper)
+    _record(status, claim, numbers, paper, i18n.claim(claim))
+    line = f"{i18n.status(status)} {i18n.claim(claim)}: {shown}"
     if status == "FAIL":
-        raise AssertionError(f"FAIL {claim}: {shown}")
-    print(f"PASS {claim}: {shown}")
+        raise AssertionError(line)
+    print(line)
 
 
 def report(claim: str, paper: str | None = None, **numbers: Any) -> None:
     """A finding shown with its numbers but not asserted (for example one that does not reproduce)."""
+    _report(claim, i18n.claim(claim), paper, numbers)
+
+
+def _report(claim: str, shown: str, paper: str | None, numbers: dict) -> None:
     numbers = _plain(numbers)
-    _record("REPORTED", claim, numbers, paper)
-    print(f"NOT ASSERTED {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
+    _record("REPORTED", claim, numbers, paper, shown)
+    print(f"{i18n.status('NOT ASSERTED')} {shown}: " + ", ".join(f"{k}={i18n.value(v)}" for k, v in numbers.items()))
 
 
 def per_seed(table: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
@@ -221,12 +229,12 @@ def _paired_units(a: Any, b: Any, diverged: float | None) -> tuple[pd.Series, pd
     return a, b
 
 
-def _decide(claim: str, holds: bool, against: bool, numbers: dict, paper: str | None) -> str:
+def _decide(claim: str, holds: bool, against: bool, numbers: dict, paper: str | None, shown: str | None = None) -> str:
     """PASS, FAIL, or INCONCLUSIVE where the profile does not decide (quick) and the interval is not against."""
     status = "PASS" if holds else "FAIL" if (current().decides or against) else "INCONCLUSIVE"
-    numbers = _plain(numbers)
-    _record(status, claim, numbers, paper)
-    line = f"{status} {claim}: " + ", ".join(f"{k}={v}" for k, v in numbers.items())
+    numbers, shown = _plain(numbers), shown or i18n.claim(claim)
+    _record(status, claim, numbers, paper, shown)
+    line = f"{i18n.status(status)} {shown}: " + ", ".join(f"{k}={v}" for k, v in numbers.items())
     if status == "FAIL":
         raise AssertionError(line)
     print(line)
@@ -355,13 +363,18 @@ def _judge(kind: str, threshold: float, a: Any, b: Any, names, diverged,
 
 
 def _verdict(kind: str, threshold: float, a: Any, b: Any, claim: str, names, diverged, paper,
-             method: str = "registered") -> Verdict:
+             method: str = "registered", key: str | None = None) -> Verdict:
     numbers, estimate, low, high, holds, against = _judge(kind, threshold, a, b, names, diverged, method)
     rule = RULES[kind]
     over = f"{numbers['units']} paired units" + (f" in {numbers['clusters']} clusters" if "clusters" in numbers else "")
     level = rule.level if method == "registered" else f"{rule.level} (Hall t over clusters)"
     label = f"{claim} [{rule.label(threshold)}, {level} over {over}]"
-    status = _decide(label, holds, against, numbers, paper)
+    shown = f"{i18n.claim(claim, key)} [{i18n.text(rule.label(threshold))}, {i18n.text(level)} over {over}]"
+    if i18n.language() == "zh":
+        clusters = f"，{numbers['clusters']} 个簇" if "clusters" in numbers else ""
+        shown = (f"{i18n.claim(claim, key)} [{i18n.text(rule.label(threshold))}；{i18n.text(level)}，"
+                 f"{numbers['units']} 个配对单元{clusters}]")
+    status = _decide(label, holds, against, numbers, paper, shown)
     return Verdict(claim, status, estimate, low, high, numbers["units"])
 
 
@@ -532,9 +545,9 @@ def registered(key: str, a: Any, b: Any = None) -> Verdict:
         raise ValueError(f"Verdict {key!r} was pre-registered with {entry['units']} units; this run has {units}. "
                          f"Run the chapter's full number of draws (the quick profile alone may run fewer).")
     if "retired" in entry:
-        return _retired(entry, a, b)
+        return _retired(entry, a, b, key)
     return _verdict(entry["kind"], _threshold(entry), a, b, entry["claim"], tuple(entry["names"]),
-                    entry.get("diverged"), entry.get("paper"), entry.get("interval", "registered"))
+                    entry.get("diverged"), entry.get("paper"), entry.get("interval", "registered"), key)
 
 
 def _registered_arms(key: str, entry: dict, table: Any, b: Any) -> tuple[pd.Series, pd.Series]:
@@ -558,10 +571,12 @@ def report_retired(*keys: str) -> None:
         entry = preregistration(key)
         if "retired" not in entry:
             raise ValueError(f"Verdict {key!r} is live: run it with check.registered({key!r}, ...).")
-        report(f"{entry['claim']} [retired, not re-run]", reason=entry["retired"], paper=entry.get("paper"))
+        _report(f"{entry['claim']} [retired, not re-run]",
+                f"{i18n.claim(entry['claim'], key)} [{i18n.text('retired, not re-run')}]", entry.get("paper"),
+                {"reason": i18n.retired(key, entry["retired"])})
 
 
-def _retired(entry: dict, a: Any, b: Any) -> Verdict:
+def _retired(entry: dict, a: Any, b: Any, key: str | None = None) -> Verdict:
     """A registered verdict that failed its confirming run: still measured by its own rule, never asserted again.
 
     Its threshold stays as registered (re-setting it from the failed run would be fitting the bar to the data);
@@ -570,10 +585,15 @@ def _retired(entry: dict, a: Any, b: Any) -> Verdict:
     rule, names = RULES[entry["kind"]], entry["names"]
     numbers, estimate, low, high, holds, _ = _judge(entry["kind"], _threshold(entry), a, b, names, entry.get("diverged"),
                                                     entry.get("interval", "registered"))
-    report(f"{entry['claim']} [registered: {rule.label(_threshold(entry))}, {rule.level} over {entry['units']} units; "
-           f"retired: {entry['retired']}]", paper=entry.get("paper"), **{names[0]: numbers[names[0]],
-           names[1]: numbers[names[1]]}, difference=estimate, interval=[low, high], units=numbers["units"],
-           registered_rule_holds=bool(holds))
+    rule_label = rule.label(_threshold(entry))
+    claim = (f"{entry['claim']} [registered: {rule_label}, {rule.level} over {entry['units']} units; "
+             f"retired: {entry['retired']}]")
+    shown = claim if i18n.language() == "en" else (
+        f"{i18n.claim(entry['claim'], key)} [已登记：{i18n.text(rule_label)}；{i18n.text(rule.level)}，"
+        f"{entry['units']} 个单元；已退役：{i18n.retired(key, entry['retired'])}]")
+    _report(claim, shown, entry.get("paper"), {names[0]: numbers[names[0]], names[1]: numbers[names[1]],
+            "difference": estimate, "interval": [low, high], "units": numbers["units"],
+            "registered_rule_holds": bool(holds)})
     return Verdict(entry["claim"], "RETIRED", estimate, low, high, numbers["units"])
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import i18n
+
 
 def answered(answer: Any) -> None:
     """Stop a self-check early, with a hint, while the exercise still holds its placeholder."""
     if answer is None or answer is Ellipsis:
-        raise AssertionError("Not yet: no answer. Replace the placeholder in the cell above with your code, "
-                             "run it, then run this cell again.")
+        raise AssertionError(f"{_word('Not yet')}: " + i18n.text(
+            "no answer. Replace the placeholder in the cell above with your code, run it, then run this cell again."))
 
 
 def exercise(passed: bool, success: str, hint: str, final: bool = True) -> None:
@@ -22,5 +24,10 @@ def exercise(passed: bool, success: str, hint: str, final: bool = True) -> None:
     "Plausible", and the exact check that follows (hidden from the student version) prints "Correct".
     """
     if not passed:
-        raise AssertionError(f"Not yet: {hint}")
-    print(f"{'Correct' if final else 'Plausible'}: {success}")
+        raise AssertionError(f"{_word('Not yet')}: {i18n.text(hint)}")
+    print(f"{_word('Correct' if final else 'Plausible')}: {i18n.text(success)}")
+
+
+def _word(english: str) -> str:
+    """'Correct' / 'Plausible' / 'Not yet', after its Chinese in the Chinese edition (the grader reads the English)."""
+    return f"{i18n.text(english)} {english}" if i18n.language() == "zh" else english

@@ -16,12 +16,13 @@ import torch
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from . import inputs
+from . import i18n, inputs
 
 PALETTE = "colorblind"
 
 
 def _png(fig: Figure) -> bytes:
+    i18n.translate_figure(fig)  # the Chinese edition's labels (TUTORLIB_LANG=zh); nothing in English
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
@@ -290,6 +291,7 @@ def _option_label(value) -> str:
 
 def png_bytes(fig: Figure) -> bytes:
     """A figure as PNG bytes: what an `ipywidgets.Image` shows."""
+    i18n.translate_figure(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

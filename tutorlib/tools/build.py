@@ -5,8 +5,9 @@ import json
 import time
 from pathlib import Path
 
+from .. import i18n
 from ..profile import current
-from . import paths, writeup
+from . import paths, translate, writeup
 from .kernels import execute, stop_on_signals
 from .student import student_version
 
@@ -17,7 +18,7 @@ def print_verdicts(chapters: list[dict]) -> None:
         print(f"{chapter['name']}: {counts['PASS']} held, {counts['FAIL']} failed, {counts['REPORTED']} reported")
         for v in chapter["verdicts"]:
             if v["status"] != "REPORTED":
-                print(f"  {v['status']:4s} {v['claim']}")
+                print(f"  {v['status']:4s} {v.get('shown', v['claim'])}")
 
 
 def read_verdicts(results: Path) -> list[dict]:
@@ -35,6 +36,7 @@ def build(only: list[str] | None = None, out_dir: Path = paths.BUILD, keep_going
 
     profile = current().name
     chapters_found = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    chinese = i18n.language() == "zh"  # TUTORLIB_LANG=zh: the Chinese chapters, run where the English ones run
     only = [f"{int(o):02d}" if str(o).isdigit() else str(o) for o in only] if only else None  # 3 means 03
     selected = [p for p in chapters_found if not only or p.name[:2] in only]
     if not selected:  # before anything is written: a typo must not replace the last write-up with an empty one
@@ -43,6 +45,9 @@ def build(only: list[str] | None = None, out_dir: Path = paths.BUILD, keep_going
     out_dir = out_dir.resolve()  # kernels run in notebooks/: a relative path would point elsewhere
     for sub in ("notebooks", "course/figures", "results"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    if chinese:
+        made = {p.name: p for p in translate.generate(out_dir / "source", force=True)}
+        selected = [made[p.name] for p in selected]
     chapters, started = [], time.perf_counter()
     for i, path in enumerate(selected, 1):
         t0 = time.perf_counter()
@@ -50,7 +55,7 @@ def build(only: list[str] | None = None, out_dir: Path = paths.BUILD, keep_going
         print(f"[{i}/{len(selected)}] {path.name} ({profile}) ...", end=" ", flush=True)
         results = out_dir / "results" / f"{path.stem}.jsonl"
         try:
-            nb, error, peak_mib = execute(path, results, keep_going=keep_going)
+            nb, error, peak_mib = execute(path, results, keep_going=keep_going, run_in=paths.NOTEBOOKS)
         except KeyboardInterrupt as stop:
             why = str(stop) or "SIGINT"
             print(f"\nStopped ({why}) in {path.name} after {time.perf_counter() - t0:.0f} s; {i - 1} of "
@@ -68,7 +73,7 @@ def write_chapter(nb, name: str, course_dir: Path, error: str | None, seconds: f
                   verdicts: list[dict]) -> dict:
     """One executed chapter's page (class edition) and key figure; the record the index is built from."""
     title, claim = writeup.chapter_claim(nb)
-    edition = "class edition: exercise solutions replaced by stubs"
+    edition = "class edition: exercise solutions replaced by stubs"  # translated where the page is drawn
     page = student_version(nb, keep_outputs=True)
     writeup.render_chapter(page, course_dir / f"{name}.html", title or name, edition)
     figure = writeup.key_figure(nb)

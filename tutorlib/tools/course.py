@@ -10,6 +10,10 @@
     python -m tutorlib.course hub --roster class.csv --course pcnn --teacher alice --out /srv/pcnn-hub
     python -m tutorlib.course test | unit                         # make test / make unit
 
+`--lang zh` (or TUTORLIB_LANG=zh) gives the Chinese edition to build, get, student and lab: the same code cells,
+markdown from tutorlib/zh/ (`python -m tutorlib.tools.translate`), Chinese figures and verdict lines; build
+writes to build/zh/ (make course-zh), lab opens JupyterLab in Chinese (make lab-zh).
+
 Every make target runs one of these, so a machine without make (or without a clone: the wheel carries
 the chapters, data and checkpoints) has the same commands.
 
@@ -37,6 +41,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..i18n import LANG_VAR, LANGUAGES, language
 from ..profile import ENV_VAR, SEEDS_VAR, current
 from . import paths
 from .build import build
@@ -87,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
                         help="hub: torch threads per student kernel (default 1: the class shares the cores)")
     parser.add_argument("--save-reference", action="store_true",
                         help="build: keep this run (standard, default seeds, clean tree) as the reference run")
+    parser.add_argument("--lang", choices=LANGUAGES, help=f"the edition: en or zh (default: ${LANG_VAR} or en)")
     parser.add_argument("--keep-going", action="store_true",
                         help="build: run every cell even after a failure, so every verdict is evaluated")
     return parser
@@ -108,18 +114,30 @@ def write_hub_from_args(args) -> None:
     print(f"{len(written)} files in {args.out.resolve()}; next, as root: bash {args.out.resolve() / 'setup.sh'}")
 
 
+def default_lab_folder(student: bool, zh: str) -> Path:
+    """Where `lab` opens: the clone's notebooks/, the students' copies, or (Chinese, or installed) a folder of chapters."""
+    if student:
+        return paths.BUILD / f"student{zh}"
+    if paths.IN_CLONE:
+        return paths.BUILD / "zh-chapters" if zh else paths.NOTEBOOKS
+    return Path(f"pretrained-cnns-course{zh}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_intermixed_args(argv)  # options may come before or after the notebooks
     if args.seeds and args.command not in ("build", "confirm"):
         raise SystemExit(f"--seeds applies to build and confirm, not to {args.command}.")
+    if args.lang:
+        os.environ[LANG_VAR] = args.lang  # the build's kernels, and JupyterLab's, inherit it
+    zh = "-zh" if language() == "zh" else ""
     if args.command == "student":
-        write_student_versions(args.out or paths.BUILD / "student", force=args.force)
+        write_student_versions(args.out or paths.BUILD / f"student{zh}", force=args.force)
         return
     if args.command == "lab":
-        folder = args.out or (paths.BUILD / "student" if args.student else paths.NOTEBOOKS if paths.IN_CLONE else Path("pretrained-cnns-course"))
+        folder = args.out or (args.notebooks[0] if args.notebooks else None) or default_lab_folder(args.student, zh)
         raise SystemExit(lab(folder, student=args.student, force=args.force))
     if args.command == "get":
-        get(args.notebooks[0] if args.notebooks else Path("pretrained-cnns-course"), force=args.force)
+        get(args.notebooks[0] if args.notebooks else Path(f"pretrained-cnns-course{zh}"), force=args.force)
         return
     if args.command == "wheel":
         build_wheel(args.out or paths.ROOT / "dist", students=args.students)
@@ -145,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"Stopped ({stop or 'SIGINT'}); the kernel of the submission being graded was shut down.")
             raise SystemExit(130 if str(stop) in ("", "SIGINT") else 143) from None
         raise SystemExit(1 if any(not g.rows for g in graded) else 0)  # 1: a file could not be graded at all
-    raise SystemExit(1 if build(args.only, args.out or paths.BUILD, keep_going=args.keep_going,
+    raise SystemExit(1 if build(args.only, args.out or paths.BUILD / zh.lstrip("-"), keep_going=args.keep_going,
                            save_reference=args.save_reference) else 0)
 
 

@@ -92,10 +92,12 @@ def kill_kernels(grace: float = 3.0) -> None:
         child.kill()
 
 
-def execute(path: Path, results: Path, timeout: int = 1800, keep_going: bool = False) -> tuple[object, str | None, float]:
+def execute(path: Path, results: Path, timeout: int = 1800, keep_going: bool = False,
+            run_in: Path | None = None) -> tuple[object, str | None, float]:
     """Run one notebook top to bottom in a fresh kernel; return (executed notebook, first error or None, peak MiB).
 
     keep_going: run every cell even after one fails, so that every verdict is evaluated (`make confirm`).
+    run_in: the kernel's working folder (default: the notebook's own; the Chinese chapters run in notebooks/).
     """
     import nbformat
     from nbclient.exceptions import CellExecutionError
@@ -105,7 +107,7 @@ def execute(path: Path, results: Path, timeout: int = 1800, keep_going: bool = F
     # The kernel's environment: where verdicts go, and explorers draw static figures (nobody can click).
     env = {**os.environ, "TUTORLIB_RESULTS": str(results), "TUTORLIB_HEADLESS": "1"}
     client = notebook_client(nb, timeout=timeout, allow_errors=keep_going,
-                             resources={"metadata": {"path": str(path.parent)}})
+                             resources={"metadata": {"path": str(run_in or path.parent)}})
     error = None
     with PeakMemory() as memory:
         try:

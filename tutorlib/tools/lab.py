@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..i18n import LANG_VAR, language
 from . import paths
 from .student import write_student_versions
 
@@ -42,30 +43,49 @@ def lab(folder: Path, student: bool = False, force: bool = False) -> int:
     if student:
         write_student_versions(folder, force=force)
     elif folder.resolve() != paths.NOTEBOOKS.resolve():
-        get(folder, force=force)  # installed from the wheel: the chapters go to a folder of the learner's own
+        get(folder, force=force)  # installed from the wheel, or the Chinese edition: a folder of the learner's own
     strip_outputs_in_git(folder)
-    return subprocess.call(lab_command(folder))
+    env = dict(os.environ)
+    if language() == "zh":  # kernels print and draw in Chinese; JupyterLab's menus are Chinese too
+        env[LANG_VAR], env["JUPYTERLAB_SETTINGS_DIR"] = "zh", str(chinese_lab_settings())
+    return subprocess.call(lab_command(folder), env=env)
+
+
+def chinese_lab_settings() -> Path:
+    """A JupyterLab settings folder that selects the zh_CN language pack (the learner's English settings stay apart)."""
+    from jupyter_core.paths import jupyter_config_dir
+
+    folder = Path(jupyter_config_dir()) / "lab" / "user-settings-zh"
+    plugin = folder / "@jupyterlab" / "translation-extension" / "plugin.jupyterlab-settings"
+    if not plugin.exists():  # a learner's own choice there is kept
+        plugin.parent.mkdir(parents=True, exist_ok=True)
+        plugin.write_text('{\n    "locale": "zh_CN"\n}\n', encoding="utf-8")
+    return folder
 
 
 def get(out_dir: Path, force: bool = False) -> list[Path]:
     """Copy the seven chapters into a folder of the learner's own (`jupyter lab DIR` opens them there).
 
     A chapter already in `out_dir` with other content is the learner's work: it is kept unless `force`.
+    With TUTORLIB_LANG=zh (`get --lang zh`) the chapters are the Chinese edition.
     """
+    from .translate import chapter_bytes, chapters
+
     if out_dir.exists() and not out_dir.is_dir():
         raise SystemExit(f"{out_dir} is a file, not a folder: name a new or existing folder, e.g. `get my-course`.")
     copied = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for path in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-            target = out_dir / path.name
-            if target.exists() and target.read_bytes() != path.read_bytes() and not force:
+        for path in chapters():
+            target, content = out_dir / path.name, chapter_bytes(path)
+            if target.exists() and target.read_bytes() != content and not force:
                 print(f"kept {target}: it differs from the course's copy (your work?); --force replaces it")
                 continue
-            target.write_bytes(path.read_bytes())
+            target.write_bytes(content)
             copied.append(target)
     except OSError as err:  # no permission, a read-only disk, a full one
         raise SystemExit(f"Cannot write the chapters into {out_dir}: {err.strerror} ({err.filename}). Pick a "
                          f"folder you can write to, e.g. one in your home folder.") from None
-    print(f"{len(copied)} chapters in {out_dir}. Open them with:  jupyter lab {out_dir}")
+    how = f"python -m tutorlib.course lab --lang zh {out_dir}" if language() == "zh" else f"jupyter lab {out_dir}"
+    print(f"{len(copied)} chapters in {out_dir}. Open them with:  {how}")
     return copied

@@ -5,6 +5,7 @@ import ast
 import re
 from pathlib import Path
 
+from ..i18n import text as _t
 from . import paths
 
 def answer_names(check_source: str) -> list[str]:
@@ -28,11 +29,12 @@ def exercise_stub(check_source: str, number: int) -> str:
     """What a student sees instead of the solution: what to set, the hint, and a NotImplementedError."""
     names = answer_names(check_source)
     hint = exercise_hint(check_source)
-    lines = [f"# Exercise {number}: your code here. It must set {', '.join(names)}."]
-    lines += [f"# Hint: {hint}"] if hint else []
+    lines = [_t("# Exercise {number}: your code here. It must set {names}.").format(number=number,
+                                                                                 names=", ".join(names))]
+    lines += [_t("# Hint: {hint}").format(hint=_t(hint))] if hint else []
     lines += [f"{name} = None" for name in names]
-    lines.append(f'raise NotImplementedError("Exercise {number}: replace this stub with your solution, '
-                 f'then run the self-check below.")')
+    stop = _t("Exercise {number}: replace this stub with your solution, then run the self-check below.")
+    lines.append(f"raise NotImplementedError({stop.format(number=number)!r})")
     return "\n".join(lines)
 
 
@@ -87,10 +89,12 @@ def write_student_versions(out_dir: Path = paths.BUILD / "student", force: bool 
     """Write the students' copies; a copy a student has changed is their work and is kept unless `force`."""
     import nbformat
 
+    from .translate import chapter, chapters
+
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        nb, target = student_version(nbformat.read(path, as_version=4)), out_dir / path.name
+    for path in chapters():
+        nb, target = student_version(chapter(path)), out_dir / path.name  # in the edition $TUTORLIB_LANG picks
         text = nbformat.writes(nb) + "\n"
         if target.exists() and target.read_text(encoding="utf-8") != text and not force:
             print(f"kept {target}: it differs from a fresh student copy (a student's work?); --force replaces it")

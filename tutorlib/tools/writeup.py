@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from ..i18n import language, status as _status, text as _t
+
 CITATION = re.compile(r"\s?\[@([A-Za-z0-9_:-]+)\]")
 KEY_FIGURE = "key-figure"
 
@@ -261,9 +263,10 @@ CHAPTER_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_css -%}{{ resources.font_face }}{%- endblock html_head_css -%}
 {%- block body_header -%}{{ super() }}
 <nav style="padding:8px 16px;background:#f6f8fa;border-bottom:1px solid #ddd;font-family:sans-serif">
-<a href="index.html">&larr; Pretrained CNNs, tested: the write-up</a> &middot; {{ resources.edition }}</nav>
+<a href="index.html">&larr; {{ resources.home }}</a> &middot; {{ resources.edition }}</nav>
 {%- endblock body_header -%}
 """
 
@@ -275,7 +278,9 @@ def render_chapter(nb, out: Path, title: str, edition: str) -> None:
 
     exporter = HTMLExporter(template_name="lab", template_file="writeup_chapter.html.j2",
                             extra_loaders=[jinja2.DictLoader({"writeup_chapter.html.j2": CHAPTER_TEMPLATE})])
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "edition": edition})
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}, "edition": _t(edition),
+                                                         "home": _t("Pretrained CNNs, tested: the write-up"),
+                                                         "font_face": font_face(out.parent)})
     body = re.sub(r"\[@([A-Za-z0-9_:-]+)\]", r"<a href='index.html#ref-\1'>[@\1]</a>", body)  # into the list
     out.write_text(body, encoding="utf-8")
 
@@ -291,9 +296,21 @@ figcaption,.small{font-size:85%;color:#555}pre{background:#f6f8fa;padding:8px;wh
 ASSERTED = ("PASS", "FAIL", "INCONCLUSIVE")
 
 
+def font_face(folder: Path) -> str:
+    """The Chinese pages' font, copied beside them: they read the same on a machine without a CJK font."""
+    if language() == "en":
+        return ""
+    from ..i18n import FONT, FONT_FAMILY
+
+    if not (folder / FONT.name).exists():
+        (folder / FONT.name).write_bytes(FONT.read_bytes())
+    return (f"<style>@font-face{{font-family:'{FONT_FAMILY}';src:url('{FONT.name}') format('opentype')}}"
+            f"body,.jp-RenderedHTMLCommon,.jp-OutputArea-output{{font-family:sans-serif,'{FONT_FAMILY}'}}</style>")
+
+
 def model_of(verdict: dict) -> str:
     """Which network a verdict is about: the ImageNet model when its claim names Lite0, else the course CNNs."""
-    return "ImageNet Lite0" if "Lite0" in verdict["claim"] else "course CNNs"
+    return "ImageNet Lite0" if "Lite0" in verdict["claim"] else _t("course CNNs")
 
 
 def _number(value) -> str:
@@ -306,7 +323,7 @@ def _measured_html(verdict: dict) -> str:
         return "<code>" + html.escape(", ".join(f"{k}={v}" for k, v in verdict.get("numbers", {}).items())) + "</code>"
     units = verdict["numbers"].get("units")
     text = _number(estimate) + (f" [{_number(interval[0])}, {_number(interval[1])}]" if interval else "")
-    return text + (f"<br><span class='small'>{units} units</span>" if units else "")
+    return text + (f"<br><span class='small'>{_t('{units} units').format(units=units)}</span>" if units else "")
 
 
 def retired(verdict: dict) -> bool:
@@ -318,13 +335,13 @@ def verdict_rows(chapter: str, verdicts: list[dict], numbers: dict[str, int], co
     """Table rows: status, model, claim (papers cited), rule, estimate [interval], and the reference check."""
     rows = []
     for v in verdicts:
-        claim, rule = split_rule(v["claim"])
-        paper = f"<br><span class='small'>anchor: {cite_html(v['paper'], numbers)}</span>" if v.get("paper") else ""
+        claim, rule = split_rule(v.get("shown", v["claim"]))  # "shown": the Chinese edition's wording
+        paper = f"<br><span class='small'>{_t('anchor')}: {cite_html(v['paper'], numbers)}</span>" if v.get("paper") else ""
         check = comparison.get("outcome", {}).get(verdict_id(chapter, v), "") if comparison.get("comparable") else ""
         status = "RETIRED" if retired(v) else v["status"]
-        rows.append(f"<tr><td class='{status.lower()}'>{status}</td><td>{model_of(v)}</td>"
+        rows.append(f"<tr><td class='{status.lower()}'>{_status(status)}</td><td>{model_of(v)}</td>"
                     f"<td>{cite_html(claim, numbers)}{paper}</td><td class='small'>{html.escape(rule)}</td>"
-                    f"<td>{_measured_html(v)}</td><td class='small'>{html.escape(check)}</td></tr>")
+                    f"<td>{_measured_html(v)}</td><td class='small'>{html.escape(_t(check) if check else check)}</td></tr>")
     return "\n".join(rows)
 
 
@@ -346,21 +363,28 @@ def emphasis(text: str) -> str:
 
 
 def chapter_section(ch: dict, numbers: dict[str, int], comparison: dict) -> str:
-    head = "<tr><th>status</th><th>model</th><th>claim</th><th>rule</th><th>estimate [interval]</th><th>vs reference run</th></tr>"
+    head = "".join(f"<th>{_t(h)}</th>" for h in ("status", "model", "claim", "rule", "estimate [interval]",
+                                                 "vs reference run"))
+    head = f"<tr>{head}</tr>"
     asserted = [v for v in ch["verdicts"] if v["status"] in ASSERTED and not retired(v)]
     reported = [v for v in ch["verdicts"] if v not in asserted]
-    failed = f"<p class='fail'><b>This chapter failed</b>: {html.escape(ch['error'])}</p>" if ch["error"] else ""
+    failed = (f"<p class='fail'><b>{_t('This chapter failed')}</b>: {html.escape(ch['error'])}</p>"
+              if ch["error"] else "")
     figure = (f"<figure><img src='figures/{ch['name']}.png' alt='key figure of {html.escape(ch['name'])}'>"
-              f"<figcaption>The chapter's key figure, as this run drew it.</figcaption></figure>"
-              if ch.get("figure") else "<p class='small'>(no key figure: the chapter drew none in this run)</p>")
+              f"<figcaption>{_t('The chapter’s key figure, as this run drew it.')}</figcaption></figure>"
+              if ch.get("figure") else f"<p class='small'>{_t('(no key figure: the chapter drew none in this run)')}</p>")
+    none = f"<tr><td colspan=6>{_t('none')}</td></tr>"
     return (f"<h3 id='{ch['name']}'>{html.escape(ch.get('title') or ch['name'])}</h3>{failed}"
             f"<blockquote>{emphasis(cite_html(ch.get('claim', ''), numbers))}</blockquote>{figure}"
-            f"<h4>Asserted ({len(asserted)})</h4><table>{head}"
-            f"{verdict_rows(ch['name'], asserted, numbers, comparison) or '<tr><td colspan=6>none</td></tr>'}</table>"
-            f"<details><summary><b>Reported, not asserted ({len(reported)})</b>: measured and shown, but no claim "
-            f"rests on them</summary><table>{head}{verdict_rows(ch['name'], reported, numbers, comparison)}</table>"
-            f"</details><p><a href='{ch['name']}.html'>The executed chapter</a> (ran in {ch['seconds']:.0f} s, "
-            f"peak memory {ch['peak_mib']:.0f} MiB)</p>")
+            f"<h4>{_t('Asserted ({n})').format(n=len(asserted))}</h4><table>{head}"
+            f"{verdict_rows(ch['name'], asserted, numbers, comparison) or none}</table>"
+            f"<details><summary>{_t(REPORTED_SUMMARY).format(n=len(reported))}</summary>"
+            f"<table>{head}{verdict_rows(ch['name'], reported, numbers, comparison)}</table></details>"
+            f"<p>{_t(CHAPTER_LINK).format(name=ch['name'], seconds=ch['seconds'], mib=ch['peak_mib'])}</p>")
+
+
+REPORTED_SUMMARY = "<b>Reported, not asserted ({n})</b>: measured and shown, but no claim rests on them"
+CHAPTER_LINK = "<a href='{name}.html'>The executed chapter</a> (ran in {seconds:.0f} s, peak memory {mib:.0f} MiB)"
 
 
 def comparison_line(comparison: dict) -> str:
@@ -393,29 +417,39 @@ def write_index(chapters: list[dict], env: dict, comparison: dict, bibliography:
                                f"{_short_hash(env.get('registry', {}))} (per entry in run.json)")
     env_rows = "".join(f"<tr><th>{k}</th><td><code>{html.escape(str(v))}</code></td></tr>"
                        for k, v in shown.items() if k != "command")
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Pretrained CNNs, tested: the write-up</title>
-<style>{STYLE}</style></head><body><h1>Pretrained CNNs, tested: the write-up</h1>
-<p>Seven claims of an article on the weaknesses of pretrained models, each put to an experiment on a laptop CPU.
-Profile <b>{env['profile']}</b>, seeds {env['seeds']}, {len(chapters) - failed} of {len(chapters)} chapters ran in
-{env['seconds'] / 60:.1f} min: {counts['PASS']} verdicts held, {counts['FAIL']} failed,
-{counts['INCONCLUSIVE']} inconclusive, {counts['REPORTED']} findings reported without assertion.
-<b>{html.escape(comparison_line(comparison))}</b></p>
-<p class='small'>How to read a verdict: PASS means the rule in its row held in this run. An interval verdict's
-rule says its kind (an effect whose 95% interval clears a minimum, a non-inferiority margin, or an equivalence
-whose 90% interval lies within a bound) and the number of paired units; its threshold was registered in
-notebooks/verdicts.toml before the run that confirmed it. A rule "on every seed" is an older per-seed
-comparison. RETIRED: registered, failed its confirming run, now reported by the same rule. Reported findings
-are listed apart, under each chapter. Papers are numbered as the page first cites them; each links to the
-list at the end.</p>
-<p class='small'>Chapters: {' · '.join(f"<a href='#{ch['name']}'>{ch['name'][:2]}</a>" for ch in chapters)} ·
-<a href='#references'>references</a> · <a href='#environment'>environment</a></p>
-<h2>Findings, chapter by chapter</h2>{''.join(chapter_section(ch, numbers, comparison) for ch in chapters)}
-<h2 id='references'>References</h2>{reference_list(numbers, bibliography)}
-<h2 id='environment'>Environment, and the command that reproduces this run</h2>
+    title = _t("Pretrained CNNs, tested: the write-up")
+    summary = _t(SUMMARY).format(profile=env["profile"], seeds=env["seeds"], ran=len(chapters) - failed,
+                                 chapters=len(chapters), minutes=env["seconds"] / 60, passed=counts["PASS"],
+                                 failed=counts["FAIL"], inconclusive=counts["INCONCLUSIVE"], reported=counts["REPORTED"])
+    contents = " · ".join(f"<a href='#{ch['name']}'>{ch['name'][:2]}</a>" for ch in chapters)
+    page = f"""<!doctype html><html lang="{'zh-CN' if language() == 'zh' else 'en'}"><head><meta charset="utf-8">
+<title>{title}</title><style>{STYLE}</style>{font_face(out)}</head><body><h1>{title}</h1>
+<p>{summary}
+<b>{html.escape(_t(comparison_line(comparison)))}</b></p>
+<p class='small'>{_t(HOW_TO_READ)}</p>
+<p class='small'>{_t('Chapters')}: {contents} ·
+<a href='#references'>{_t('references')}</a> · <a href='#environment'>{_t('environment')}</a></p>
+<h2>{_t('Findings, chapter by chapter')}</h2>{''.join(chapter_section(ch, numbers, comparison) for ch in chapters)}
+<h2 id='references'>{_t('References')}</h2>{reference_list(numbers, bibliography)}
+<h2 id='environment'>{_t('Environment, and the command that reproduces this run')}</h2>
 <table>{env_rows}</table><pre>{html.escape(env['command'])}</pre>
-<p class='small'>The chapter pages show the exercises with their solutions replaced by stubs (the edition for a
-class); the answer key is the notebook itself. Nothing on these pages loads from the network.</p>
+<p class='small'>{_t(FOOTER)}</p>
 </body></html>"""
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+SUMMARY = ("Seven claims of an article on the weaknesses of pretrained models, each put to an experiment on a laptop CPU. "
+    "Profile <b>{profile}</b>, seeds {seeds}, {ran} of {chapters} chapters ran in "
+    "{minutes:.1f} min: {passed} verdicts held, {failed} failed, "
+    "{inconclusive} inconclusive, {reported} findings reported without assertion.")
+HOW_TO_READ = ("How to read a verdict: PASS means the rule in its row held in this run. An interval verdict's "
+    'rule says its kind (an effect whose 95% interval clears a minimum, a non-inferiority margin, or an equivalence '
+    'whose 90% interval lies within a bound) and the number of paired units; its threshold was registered in '
+    'notebooks/verdicts.toml before the run that confirmed it. A rule "on every seed" is an older per-seed '
+    'comparison. RETIRED: registered, failed its confirming run, now reported by the same rule. Reported findings '
+    'are listed apart, under each chapter. Papers are numbered as the page first cites them; each links to the '
+    'list at the end.')
+FOOTER = ("The chapter pages show the exercises with their solutions replaced by stubs (the edition for a "
+    "class); the answer key is the notebook itself. Nothing on these pages loads from the network.")
