@@ -115,6 +115,9 @@ def test_installed_course_without_make_or_clone(wheel, fresh_venv):
     assert all(str(home / "venv") in w and str(ROOT) not in w for w in where), where
     assert len(list((home / "pretrained-cnns-course").glob("[0-9][0-9]_*.ipynb"))) == 7
     assert len(list((home / "my-class").glob("[0-9][0-9]_*.ipynb"))) == 7
+    run([fresh_venv, "-m", "tutorlib.course", "get", "--lang", "zh", "中文课程"], home)  # README_zh.md's command
+    first = nbformat.read(home / "中文课程" / "01_source_data.ipynb", as_version=4).cells[0].source
+    assert first.startswith("# 第 1 章 · 源数据教会了模型什么"), first[:80]  # the wheel's catalogue
 
     # Grading from the wheel, in a kernel of the new venv: the mini chapter (the chapters' exercise markup, seconds
     # to run; every chapter's exercises are proven by conftest.py and the chapters run under nbval already).

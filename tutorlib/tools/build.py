@@ -98,7 +98,7 @@ def finish_build(chapters: list[dict], seconds: float, out_dir: Path, only: list
                         for ch in chapters]}
     (out_dir / "course" / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     print_verdicts(chapters)
-    print(writeup.comparison_line(comparison))
+    print(i18n.text(writeup.comparison_line(comparison)))
     for vid, outcome in comparison.get("outcome", {}).items():
         if outcome != "agrees":
             print(f"  {outcome}: {vid[:140]}")
