@@ -97,12 +97,7 @@ def test_a_browser_shows_the_chinese_index_and_chapter(editions, tmp_path):
 
 def test_jupyterlab_in_chinese_opens_the_chinese_chapters(tmp_path, monkeypatch):
     """`lab --lang zh`'s setup: the Chinese chapters, JupyterLab's zh-CN language pack, kernels in Chinese."""
-    import shutil
-    import subprocess
-    import time
-    import urllib.request
-
-    from test_lab_session import SETTINGS, SHOWN, TOKEN, free_port, run_cell, wait_idle
+    from test_lab_session import SHOWN, TOKEN, run_cell, serve, wait_idle
     from tutorlib.tools import lab as lab_tool
 
     sync_playwright = browser()
@@ -110,25 +105,8 @@ def test_jupyterlab_in_chinese_opens_the_chinese_chapters(tmp_path, monkeypatch)
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "jupyter"))
     folder = tmp_path / "中文课程"
     lab_tool.get(folder)
-    settings = lab_tool.chinese_lab_settings()
-    for name, values in SETTINGS.items():
-        (settings / name).parent.mkdir(parents=True, exist_ok=True)
-        (settings / name).write_text(json.dumps(values))
-    port, log = free_port(), tmp_path / "lab.log"
-    env = {k: v for k, v in os.environ.items() if k != "TUTORLIB_HEADLESS"}
-    env.update(TUTORLIB_PROFILE="quick", JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
-    server = subprocess.Popen(lab_tool.lab_command(folder, "--no-browser", f"--port={port}",
-                                                   f"--ServerApp.token={TOKEN}"),
-                              env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
-    url = f"http://127.0.0.1:{port}"
+    server, url = serve(folder, lab_tool.chinese_lab_settings(), tmp_path)
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
         with sync_playwright() as p:
             chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = chromium.new_page(viewport={"width": 1400, "height": 1000})
@@ -147,4 +125,3 @@ def test_jupyterlab_in_chinese_opens_the_chinese_chapters(tmp_path, monkeypatch)
     finally:
         server.terminate()
         server.wait(timeout=30)
-        shutil.rmtree(tmp_path / "workspaces", ignore_errors=True)

@@ -60,6 +60,28 @@ def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=repo, capture_output=True, text=True)
 
 
+def serve(folder: Path, settings: Path, tmp: Path, **env_vars: str) -> tuple[subprocess.Popen, str]:
+    """JupyterLab on `folder` as `make lab` starts it, with the test's settings added to `settings`; (server, url)."""
+    for name, values in SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(values))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "TUTORLIB_HEADLESS"}
+    env.update(TUTORLIB_PROFILE="quick", JUPYTERLAB_SETTINGS_DIR=str(settings),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), **env_vars)  # no tabs restored from a session
+    server = subprocess.Popen(lab_tool.lab_command(folder, "--no-browser", f"--port={port}", f"--ServerApp.token={TOKEN}"),
+                              env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "lab.log").open("w"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+            return server, url
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    pytest.fail(f"JupyterLab did not start: {(tmp / 'lab.log').read_text()[-2000:]}")
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab, as `make lab` starts it, on a fresh git repository holding the chapters."""
@@ -72,26 +94,7 @@ def lab(tmp_path_factory):
     assert git(repo, "init", "-q").returncode == 0 and git(repo, "add", "notebooks").returncode == 0
     assert git(repo, "commit", "-qm", "the chapters").returncode == 0
     assert lab_tool.strip_outputs_in_git(repo / "notebooks")  # what `make lab` does before it starts JupyterLab
-    for name, values in SETTINGS.items():
-        (settings / name).parent.mkdir(parents=True, exist_ok=True)
-        (settings / name).write_text(json.dumps(values))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "TUTORLIB_HEADLESS"}
-    env.update(TUTORLIB_PROFILE="quick", JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"))  # no tabs restored from an earlier session
-    server = subprocess.Popen(lab_tool.lab_command(repo / "notebooks", "--no-browser", f"--port={port}",
-                                                 f"--ServerApp.token={TOKEN}"),
-                              env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "lab.log").open("w"))
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail(f"JupyterLab did not start: {(tmp / 'lab.log').read_text()[-2000:]}")
+    server, url = serve(repo / "notebooks", settings, tmp)
     with browser()() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield {"url": url, "repo": repo, "chromium": chromium, "log": tmp / "lab.log"}
