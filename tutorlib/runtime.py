@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
+from . import i18n
 from . import profile as profiles
 from .seeds import derive
 from .transfer import Halves, load_halves
@@ -52,7 +53,7 @@ class Chapter:
         Returns nothing, so a chapter's last cell shows the one line and no stray `Out:` value.
         """
         self.seconds = time.perf_counter() - self.started
-        print(f"Chapter ran in {self.seconds:.0f} s (profile {self.profile.name}, seeds {list(self.seeds)}).")
+        print(i18n.text(f"Chapter ran in {self.seconds:.0f} s (profile {self.profile.name}, seeds {list(self.seeds)})."))
 
 
 def setup(halves: bool = True) -> Chapter:
