@@ -197,3 +197,21 @@ def test_answers_that_are_not_data_are_refused_unread(tmp_path):
     read = answers.read(tmp_path, ["x", "y"])
     assert read["x"]["kind"] == read["y"]["kind"] == "unreadable"  # a tensor that is not there, a list value
     assert answers.read(tmp_path / "nothing", ["x"]) is None  # stopped before it wrote: 'not run'
+
+
+@pytest.mark.slow
+def test_a_chinese_students_copy_is_graded_like_an_english_one(tmp_path, monkeypatch, capsys):
+    """The Chinese edition changes markdown and stubs only: the English key grades its submission the same."""
+    monkeypatch.setenv("TUTORLIB_LANG", "zh")
+    key = nbformat.read(MINI, as_version=4)
+    nb = student_copies.student_version(key)
+    assert any("# 练习 " in c.source for c in nb.cells)  # the Chinese stubs
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = "中文说明：" + cell.source
+    stubs = [i for i, c in enumerate(nb.cells) if student_copies.is_answer_cell(c)]
+    nb.cells[stubs[1]].source = key.cells[student_copies.exercises(key)[1][0]].source  # exercise 2 answered
+    path = tmp_path / MINI.name
+    nbformat.write(nb, path)
+    graded = grading.grade_all([path], key=MINI, cell_timeout=30, notebook_timeout=60)
+    assert [r["status"] for r in graded[0].rows] == ["not yet", "correct", "not yet"], graded[0].rows
