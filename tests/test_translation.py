@@ -144,14 +144,19 @@ def test_a_changed_claim_prints_its_english_not_a_stale_translation(chinese):
     assert i18n.claim(entry["claim"] + " (edited)", "ch7_bigger_model_no_better") == entry["claim"] + " (edited)"
 
 
-def test_every_exercise_hint_and_message_is_translated():
-    texts = [text for path in CHAPTERS for text, _ in translate.exercise_texts(chapter(path))]
-    assert len(texts) > 50 and translate.exercise_problems() == []
+def test_every_text_chapter_code_shows_is_translated():
+    """Exercise hints and messages, reported claims and figure labels written in the chapters' code."""
+    calls = [call for path in CHAPTERS for _, _, call in translate.shown_texts(chapter(path))]
+    assert calls.count("exercise") > 50 and calls.count("report") > 20 and calls.count("bars") > 5
+    assert translate.untranslated_texts() == []
 
 
-def test_a_new_hint_is_reported_missing(monkeypatch):
-    monkeypatch.setattr(translate, "exercise_texts", lambda nb: iter([("a brand-new hint", False)]))
-    assert translate.exercise_problems()[0] == f"missing: strings.toml: {CHAPTERS[0].stem}'s exercise text 'a brand-new hint'"
+def test_a_new_hint_or_label_is_reported_missing(monkeypatch):
+    monkeypatch.setattr(translate, "shown_texts", lambda nb: iter([("a brand-new hint", False, "exercise"),
+                                                                   ("Accuracy at {} px", True, "bars")]))
+    assert translate.untranslated_texts()[:2] == [
+        f"missing: strings.toml: {CHAPTERS[0].stem}'s exercise() text 'a brand-new hint'",
+        f"missing: strings.toml: {CHAPTERS[0].stem}'s bars() text 'Accuracy at {{}} px'"]
 
 
 def test_exercise_lines_and_stubs_read_chinese(chinese, capsys):

@@ -160,37 +160,61 @@ def status() -> list[str]:
     for path in chapters():
         nb = nbformat.read(path, as_version=4)
         problems += match(nb, read_catalogue(catalogue_path(path.stem))).problems(path.stem, nb)
-    return problems + claim_problems() + exercise_problems()
+    return problems + claim_problems() + untranslated_texts()
 
 
-def exercise_texts(nb):
-    """(hint or success message, is_template) of every self-check call: `exercises.exercise(ok, success, hint)`."""
+SHOWN_ARGUMENTS = {  # the calls in chapter code whose text arguments a learner reads: where to find them
+    "exercise": ([1, 2], []),  # exercises.exercise(passed, success, hint)
+    "report": ([0], []), "compare": ([2], []),  # check.report(claim, ...), check.compare(a, b, claim, ...)
+    "lines": ([], ["title", "xlabel", "ylabel", "reference_label"]), "bars": ([], ["title", "xlabel", "ylabel"]),
+    "scatter": ([], ["title", "xlabel", "ylabel", "label"]), "layer_profile": ([], ["title", "ylabel"]),
+    "training_curves": ([], ["title"]), "image_grid": ([], ["title"]),
+}
+
+
+def _literal(node):
+    """A string argument as its English, or as a template (an f-string's values become {}); else None."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value, False
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values), True
+    return None
+
+
+def shown_texts(nb):
+    """(English, is_template, the call) of every literal text a chapter's code hands to tutorlib to show."""
     import ast
 
     for cell in nb.cells:
-        if cell.cell_type != "code" or "exercise(" not in cell.source:
+        if cell.cell_type != "code":
             continue
         for node in ast.walk(ast.parse(cell.source)):
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "exercise":
-                for arg in node.args[1:3]:
-                    if isinstance(arg, ast.Constant):
-                        yield arg.value, False
-                    elif isinstance(arg, ast.JoinedStr):  # an f-string: its numbers are the template's {}
-                        yield "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in arg.values), True
+            name = getattr(getattr(node, "func", None), "attr", None)
+            if not isinstance(node, ast.Call) or name not in SHOWN_ARGUMENTS:
+                continue
+            positions, keywords = SHOWN_ARGUMENTS[name]
+            args = [node.args[i] for i in positions if i < len(node.args)]
+            args += [k.value for k in node.keywords if k.arg in keywords]
+            yield from ((*found, name) for found in map(_literal, args) if found)
 
 
-def exercise_problems() -> list[str]:
-    """Exercise hints and messages that strings.toml does not translate."""
+def untranslated_texts() -> list[str]:
+    """Texts chapter code shows (exercise texts, reported claims, figure labels) that strings.toml lacks."""
     import nbformat
 
-    from ..i18n import strings, templates
+    from ..i18n import _registered, strings, templates
 
     problems = []
     for path in chapters():
-        for text, template in exercise_texts(nbformat.read(path, as_version=4)):
-            found = any(p.match(text.replace("{}", "0")) for p, _ in templates()) if template else text in strings()
-            if text != "{}" and not found:
-                problems.append(f"missing: strings.toml: {path.stem}'s exercise text {text!r}")
+        for text, template, call in shown_texts(nbformat.read(path, as_version=4)):
+            if template:
+                found = any(p.match(text.replace("{}", "0")) for p, _ in templates())
+            else:
+                found = text in strings() or text in _registered() or any(p.match(text) for p, _ in templates())
+            if text not in ("{}", "") and not found:
+                problems.append(f"missing: strings.toml: {path.stem}'s {call}() text {text!r}")
     return problems
 
 
@@ -274,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
               f"`status` lists them.")
     else:
         problems = status()
-        print("\n".join(problems) or "Every markdown cell, registered claim and exercise text has a current Chinese entry.")
+        print("\n".join(problems) or "Every markdown cell, registered claim and text chapter code shows has a current Chinese entry.")
         raise SystemExit(1 if problems else 0)
 
 
