@@ -369,11 +369,9 @@ def _verdict(kind: str, threshold: float, a: Any, b: Any, claim: str, names, div
     over = f"{numbers['units']} paired units" + (f" in {numbers['clusters']} clusters" if "clusters" in numbers else "")
     level = rule.level if method == "registered" else f"{rule.level} (Hall t over clusters)"
     label = f"{claim} [{rule.label(threshold)}, {level} over {over}]"
-    shown = f"{i18n.claim(claim, key)} [{i18n.text(rule.label(threshold))}, {i18n.text(level)} over {over}]"
-    if i18n.language() == "zh":
-        clusters = f"，{numbers['clusters']} 个簇" if "clusters" in numbers else ""
-        shown = (f"{i18n.claim(claim, key)} [{i18n.text(rule.label(threshold))}；{i18n.text(level)}，"
-                 f"{numbers['units']} 个配对单元{clusters}]")
+    clusters = f"，{numbers['clusters']} 个簇" if "clusters" in numbers else ""
+    shown = label if i18n.language() == "en" else (f"{i18n.claim(claim, key)} [{i18n.text(rule.label(threshold))}；"
+                                                  f"{i18n.text(level)}，{numbers['units']} 个配对单元{clusters}]")
     status = _decide(label, holds, against, numbers, paper, shown)
     return Verdict(claim, status, estimate, low, high, numbers["units"])
 
