@@ -210,6 +210,20 @@ def test_a_pretraining_seed_the_zoo_lacks_names_the_command_that_builds_it():
 def test_make_checkpoints_plans_the_zoo_or_the_seeds_it_is_given():
     plan = checkpoints.planned([], None)
     assert ("A_w64", 0) in plan and ("A_w64", 1) not in plan and ("A_w16", 4) in plan
-    assert len(plan) == len(checkpoints.RECIPES) + len(checkpoints.ZOO_ARMS) * (len(checkpoints.ZOO_SEEDS) - 1)
+    assert len(plan) == (len(checkpoints.RECIPES) + len(checkpoints.ZOO_ARMS) * (len(checkpoints.ZOO_SEEDS) - 1)
+                         + len(checkpoints.WIDTH_ARMS) * len(checkpoints.MORE_SEEDS))
     assert checkpoints.planned([], [100, 101]) == [(a, s) for a in checkpoints.ZOO_ARMS for s in (100, 101)]
-    assert checkpoints.planned(["A_w8"], None) == [("A_w8", s) for s in checkpoints.ZOO_SEEDS]
+    assert checkpoints.planned(["A_w8"], None) == [("A_w8", s) for s in checkpoints.ZOO_SEEDS + checkpoints.MORE_SEEDS]
+    assert checkpoints.planned(["A_w16"], None) == [("A_w16", s) for s in checkpoints.ZOO_SEEDS]
+
+
+@pytest.mark.parametrize("arm", checkpoints.WIDTH_ARMS)
+def test_the_widths_chapter_2_compares_ship_ten_pretraining_runs(arm):
+    """Seeds 0-9 of A_w8 and A_w32, each its own weights from its own recipe seed, all of a comparable accuracy."""
+    runs = checkpoints.ZOO_SEEDS + checkpoints.MORE_SEEDS
+    assert set(runs) <= set(models.pretrain_seeds(arm))
+    infos = [models.checkpoint_info(arm, pretrain_seed=s) for s in runs]
+    assert [i["recipe"]["seed"] if s else i["recipe"].get("seed", 0) for s, i in zip(runs, infos)] == list(runs)
+    assert len({i["sha256"] for i in infos}) == len(runs)
+    accuracies = [i["metrics"]["test_accuracy"] for i in infos]
+    assert max(accuracies) - min(accuracies) < 0.03, accuracies

@@ -63,8 +63,18 @@ def test_pretraining_seeds_come_from_the_zoo_or_the_environment(monkeypatch):
     from tutorlib import profile as profiles
 
     assert profiles.current("standard").pretrain_seeds == (0, 1, 2, 3, 4)
+    assert profiles.current("standard").pretrain_runs(10) == tuple(range(10))
     monkeypatch.setenv("TUTORLIB_PRETRAIN_SEEDS", "100,101,102,103,104")
     assert profiles.current("quick").pretrain_seeds == (100, 101, 102, 103, 104)
+    assert profiles.current("quick").pretrain_runs(5) == (100, 101, 102, 103, 104)
+    with pytest.raises(ValueError, match=r"spans 10 pretraining runs; the profile names 5.*TUTORLIB_PRETRAIN_SEEDS"):
+        profiles.current("quick").pretrain_runs(10)
+    monkeypatch.setenv("TUTORLIB_PRETRAIN_SEEDS", ",".join(str(s) for s in range(100, 110)))
+    ten = profiles.current("standard")
+    assert ten.pretrain_seeds == (100, 101, 102, 103, 104) and ten.pretrain_runs(10) == tuple(range(100, 110))
+    for bad in (0, -1, 2.5, "ten"):
+        with pytest.raises((TypeError, ValueError)):
+            ten.pretrain_runs(bad)
     monkeypatch.setenv("TUTORLIB_PRETRAIN_SEEDS", "100,x")
     with pytest.raises(ValueError, match="TUTORLIB_PRETRAIN_SEEDS='100,x' is not a comma-separated list"):
         profiles.current()

@@ -340,3 +340,15 @@ def test_a_question_piloted_and_not_registered_says_why_and_reruns(key):
     assert (ROOT / "notebooks" / "pilots" / f"{key}.txt").exists(), key
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         assert f'"{key}"' not in notebook.read_text(), f"{notebook.name} runs the unregistered {key}"
+
+
+def test_a_pilot_at_another_setting_reads_toml_values_and_refuses_what_the_protocol_does_not_take():
+    """`pilot KEY --with lr=0.01` explores a setting on the pilot seeds; a typo is named, never silently ignored."""
+    from tutorlib.tools import pilot
+
+    assert pilot._changes(["lr=0.01", "widths=[8, 32]"]) == {"lr": 0.01, "widths": [8, 32]}
+    for bad in ("lr", "lr=abc", "=3"):
+        with pytest.raises(SystemExit, match="NAME=VALUE"):
+            pilot._changes([bad])
+    with pytest.raises(SystemExit, match=r"--with \['rate'\].*takes \['lr', 'shots', 'steps', 'widths'\]"):
+        pilot.run("ch2_small_pretrained_model_costs", {"rate": 0.01})

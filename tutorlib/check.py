@@ -467,7 +467,8 @@ def _check_entry(name: str, entry: dict, path: Path) -> None:
 SMALLEST_EFFECT = {"accuracy": 0.02, "log10 ratio": 1.0, "kendall tau": 0.2}  # docs/design.md 5a: why each size
 ENTRY_FIELDS = {"kind", "claim", "names", "units", "set_from", "pilot_effect", "pilot_sd", "paper", "min_effect",
                 "bound", "diverged", "retired", "interval", "clusters", "pilot_icc", "unit", "anchor_effect",
-                "sensitivity", "protocol", "pilot_seeds", "pilot_draws", "confirm_seeds", "published_checkpoint"}
+                "sensitivity", "protocol", "pilot_seeds", "pilot_draws", "confirm_seeds", "published_checkpoint",
+                "pretrain_runs"}
 
 
 def _check_new_fields(where: str, entry: dict) -> None:

@@ -5,7 +5,8 @@ under the tests (`quick`), in a few minutes for a learner (`standard`), or on al
 Set the profile with the environment variable ``TUTORLIB_PROFILE``, and run any profile on other
 seeds with ``TUTORLIB_SEEDS=20,21,22`` (how `make confirm` checks the verdicts on unseen seeds), and on
 other pretraining runs of the checkpoint zoo with ``TUTORLIB_PRETRAIN_SEEDS=100,...`` (built first with
-``make checkpoints PRETRAIN_SEEDS=100,...``).
+``make checkpoints PRETRAIN_SEEDS=100,...``): the first five are every question's runs, and a question that
+spans ten (chapter 2's) takes the next five.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ ENV_VAR = "TUTORLIB_PROFILE"
 SEEDS_VAR = "TUTORLIB_SEEDS"
 PRETRAIN_SEEDS_VAR = "TUTORLIB_PRETRAIN_SEEDS"  # which pretraining runs of the zoo's checkpoints the chapters use
 PRETRAIN_SEEDS = (0, 1, 2, 3, 4)  # the zoo data/checkpoints ships (make checkpoints PRETRAIN_SEEDS=... builds others)
+MORE_PRETRAIN_SEEDS = (5, 6, 7, 8, 9)  # further runs of A_w8 and A_w32, for a question that needs ten
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,26 @@ class Profile:
     epoch_scale: float  # multiplies every chapter's epoch or step counts
     data_size: str  # "small" (bundled) or "full" (the whole of Fashion-MNIST)
     pretrain_seeds: tuple[int, ...] = PRETRAIN_SEEDS  # the checkpoints' pretraining runs a verdict spans
+    more_pretrain_seeds: tuple[int, ...] = MORE_PRETRAIN_SEEDS  # the runs after those, where a question needs more
 
     @property
     def decides(self) -> bool:
         """An interval verdict must be decided (PASS or FAIL) here; quick may leave it INCONCLUSIVE."""
         return self.name != "quick"
+
+    def pretrain_runs(self, n: int) -> tuple[int, ...]:
+        """The first `n` pretraining runs: `pretrain_seeds`, then `more_pretrain_seeds`.
+
+        Why: between-run spread limits a verdict whose runs are few (a t over 5 runs has 4 degrees of freedom), so
+        a question may span more runs than the five every other question uses.
+        """
+        runs = self.pretrain_seeds + self.more_pretrain_seeds
+        n = inputs.integer(n, "n", 1)
+        if n > len(runs):
+            raise ValueError(f"This question spans {n} pretraining runs; the profile names {len(runs)} "
+                             f"({list(runs)}). Name {n} in {PRETRAIN_SEEDS_VAR} (the first five are every "
+                             f"question's), after building them with `make checkpoints PRETRAIN_SEEDS=...`.")
+        return runs[:n]
 
     def epochs(self, n: int) -> int:
         """Scale an epoch (or step) count by this profile, never below 1."""
@@ -76,5 +93,7 @@ def current(name: str | None = None) -> Profile:
             f"Choose one of {sorted(PROFILES)}, e.g. `export {ENV_VAR}=quick`."
         )
     profile = PROFILES[name]
-    return replace(profile, seeds=_seeds_from_env(profile.seeds),
-                   pretrain_seeds=_seeds_from_env(profile.pretrain_seeds, PRETRAIN_SEEDS_VAR, "100,101,102,103,104"))
+    named = _seeds_from_env(profile.pretrain_seeds + profile.more_pretrain_seeds, PRETRAIN_SEEDS_VAR,
+                            "100,101,102,103,104")
+    return replace(profile, seeds=_seeds_from_env(profile.seeds), pretrain_seeds=named[:len(PRETRAIN_SEEDS)],
+                   more_pretrain_seeds=named[len(PRETRAIN_SEEDS):])

@@ -100,6 +100,32 @@ def positive_control(halves: Halves, seeds, pretrain_seeds, draws: int, *, check
     return _table(rows, "positive_control", dict(checkpoint=checkpoint, shots=shots, steps=steps, lr=lr))
 
 
+# ----------------------------------------------------------------------------- chapter 2: capacity
+def capacity(halves: Halves, seeds, pretrain_seeds, draws: int, *, widths: tuple = (8, 32), shots: int = 5,
+             steps: int = 120, lr: float = 3e-3) -> pd.DataFrame:
+    """Is a small pretrained model at a disadvantage, and does pretraining help the wider one more?
+
+    Per unit: each width's checkpoint A_w{width} (that unit's pretraining run) and the same CNN at random
+    initialisation (its `random_twin`, from the unit's seed), each fine-tuned whole with a fresh head on the
+    unit's `shots` labels per class of B (`engine.finetune_many`, one width at a time: the same images, steps,
+    rate and batch order for every arm) and scored on B's test set.
+    """
+    grid = units(pretrain_seeds, seeds, draws)
+    targets = [halves.target(shots, seed=d) for *_, d in grid]
+    draw_seeds = [d for *_, d in grid]
+    columns = {}
+    for width in widths:
+        pretrained = {p: models.load_checkpoint(f"A_w{width}", pretrain_seed=p) for p in pretrain_seeds}
+        nets = [pretrained[p] for p, *_ in grid] + [pretrained[p].random_twin(d) for p, _, _, d in grid]
+        tuned = engine.finetune_many(nets, targets * 2, steps=steps, lr=lr, seeds=draw_seeds * 2)
+        accuracy = engine.evaluate_many(tuned, halves.b_test)
+        columns[f"width {width}, pretrained"] = accuracy[:len(grid)]
+        columns[f"width {width}, random init"] = accuracy[len(grid):]
+    rows = [{"pretrain_seed": p, "seed": s, "draw": k, **{name: acc[i] for name, acc in columns.items()}}
+            for i, (p, s, k, _) in enumerate(grid)]
+    return _table(rows, "capacity", dict(widths=list(widths), shots=shots, steps=steps, lr=lr))
+
+
 # ----------------------------------------------------------------------------- chapter 2: pruning
 def pruning(halves: Halves, seeds, pretrain_seeds, draws: int, *, width: int = 32, shots: int = 5,
             steps: int = 120, lr: float = 3e-3, retrain_steps: int = 120, retrain_lr: float = 1e-3,
@@ -253,7 +279,7 @@ def model_size(halves: Halves, seeds, pretrain_seeds, draws: int, *, shots: int 
 
 
 PROTOCOLS: dict[str, Callable[..., pd.DataFrame]] = {"first_step_gradients": first_step_gradients,
-                                                   "positive_control": positive_control, "pruning": pruning,
-                                                   "source_noise": source_noise,
+                                                   "positive_control": positive_control, "capacity": capacity,
+                                                   "pruning": pruning, "source_noise": source_noise,
                                                    "freeze_depth": freeze_depth, "forgetting": forgetting,
                                                    "model_size": model_size}

@@ -45,6 +45,7 @@ COMMON = dict(batch_size=128, optimizer="adamw", schedule="cosine",
               data="bundled Fashion-MNIST subset, 1,500 train / 500 test images per class")
 ZOO_ARMS = ("A_w8", "A_w16", "A_w32", "B_w16", "A_rotation_w16")  # the checkpoints asserted verdicts compare
 ZOO_SEEDS = (0, 1, 2, 3, 4)  # pretraining seeds shipped for each; seed 0 is the checkpoint of the plain name
+WIDTH_ARMS, MORE_SEEDS = ("A_w8", "A_w32"), (5, 6, 7, 8, 9)  # ten runs each: chapter 2's capacity question
 
 
 # ----------------------------------------------------------------------------- training
@@ -111,7 +112,8 @@ def planned(names: list[str], seeds: list[int] | None) -> list[tuple[str, int]]:
     """(recipe, pretraining seed) pairs to train: the shipped zoo by default, the zoo's arms at `seeds` if given."""
     if seeds is None:
         names = names or list(RECIPES)
-        return [(n, 0) for n in names] + [(n, s) for n in names if n in ZOO_ARMS for s in ZOO_SEEDS[1:]]
+        return ([(n, 0) for n in names] + [(n, s) for n in names if n in ZOO_ARMS for s in ZOO_SEEDS[1:]]
+                + [(n, s) for n in names if n in WIDTH_ARMS for s in MORE_SEEDS])
     return [(n, s) for n in (names or list(ZOO_ARMS)) for s in seeds]
 
 
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     threads.configure()
     if args.list:
         for name, recipe in RECIPES.items():
-            print(f"{name:16s} {recipe}" + (f"  seeds {list(ZOO_SEEDS)}" if name in ZOO_ARMS else ""))
+            shipped = ZOO_SEEDS + MORE_SEEDS if name in WIDTH_ARMS else ZOO_SEEDS if name in ZOO_ARMS else ()
+            print(f"{name:16s} {recipe}" + (f"  seeds {list(shipped)}" if shipped else ""))
         return
     unknown = [n for n in args.names if n not in RECIPES]
     if unknown:

@@ -2,6 +2,7 @@
 
     python -m tutorlib.tools.pilot KEY            # print the pilot's effect, spread, ICC, size and power
     python -m tutorlib.tools.pilot KEY --write    # and save them as notebooks/pilots/<key>.txt
+    python -m tutorlib.tools.pilot KEY --with lr=0.01 --write   # the same pilot at another setting
 
 KEY is a registry entry, or a question piloted and not registered (notebooks/candidates.toml, which says why).
 
@@ -55,16 +56,24 @@ def entry_of(key: str) -> dict:
     return candidates[key]
 
 
-def run(key: str) -> dict:
-    """The pilot of `key`: its table of units, the effect, sd and ICC of the paired difference, size and power."""
+def run(key: str, changes: dict | None = None) -> dict:
+    """The pilot of `key`: its table of units, the effect, sd and ICC of the paired difference, size and power.
+
+    changes: protocol arguments to run at other values, to see whether a setting favours one arm (say, a rate);
+    what it prints is exploration on the pilot seeds, and the registered protocol is unchanged.
+    """
     entry = entry_of(key)
     if "protocol" not in entry or "pilot_seeds" not in entry:
         raise SystemExit(f"{key} registers no protocol and pilot seeds: its pilot ran on code that is gone, and its "
                          f"set_from says what it found.")
     prof = profile.current("standard")
     function = protocols.PROTOCOLS[entry["protocol"]["function"]]
-    table = function(load_halves(prof), entry["pilot_seeds"], prof.pretrain_seeds, entry.get("pilot_draws", 1),
-                     **entry["protocol"]["args"])
+    unknown = sorted(set(changes or {}) - set(entry["protocol"]["args"]))
+    if unknown:
+        raise SystemExit(f"--with {unknown}: {key}'s protocol takes {sorted(entry['protocol']['args'])}.")
+    runs = prof.pretrain_runs(entry["pretrain_runs"]) if "pretrain_runs" in entry else prof.pretrain_seeds
+    table = function(load_halves(prof), entry["pilot_seeds"], runs, entry.get("pilot_draws", 1),
+                     **entry["protocol"]["args"] | (changes or {}))
     d = table[entry["names"][0]] - table[entry["names"][1]]
     found = {"effect": float(d.mean()), "sd": float(d.std(ddof=1)), "icc": icc(d), "units": len(d),
              "clusters": d.index.get_level_values(check.CLUSTER_LEVEL).nunique()}
@@ -75,14 +84,15 @@ def run(key: str) -> dict:
                                                simulations=SIMULATIONS)[0]
     found["power"] = [calibration.pass_rate(entry["kind"], threshold, found["effect"], scale * found["sd"], *design,
                                             simulations=SIMULATIONS)[0] for scale in (1.0, 1.5)]
-    return found | {"table": table, "pretrain_seeds": list(prof.pretrain_seeds)}
+    return found | {"table": table, "pretrain_seeds": list(runs), "changes": changes or {}}
 
 
 def text(key: str, found: dict) -> str:
     """What the pilot prints and what notebooks/pilots/<key>.txt holds."""
     entry = entry_of(key)
+    changed = f" with {found['changes']} changed (exploration, not the registered setting)" if found["changes"] else ""
     return "\n".join([
-        f"pilot of {key}: protocol {entry['protocol']}, standard profile, seeds {entry['pilot_seeds']}, "
+        f"pilot of {key}: protocol {entry['protocol']}{changed}, standard profile, seeds {entry['pilot_seeds']}, "
         f"pretraining runs {found['pretrain_seeds']}, {entry.get('pilot_draws', 1)} draw(s) per seed and run",
         f"units = {found['units']} in {found['clusters']} clusters; difference = {entry['names'][0]} minus "
         f"{entry['names'][1]}",
@@ -93,19 +103,38 @@ def text(key: str, found: dict) -> str:
         f"({SIMULATIONS} simulated verdicts each): passes {100 * found['null_pass']:.1f}% at the threshold, "
         f"{100 * found['power'][0]:.1f}% at the pilot's effect and spread, {100 * found['power'][1]:.1f}% at "
         f"1.5x the spread",
+        "arm means: " + ", ".join(f"{name} {value:.4f}" for name, value in found["table"].mean().items()),
         "", "units:", found["table"].round(4).to_string(), ""])
+
+
+def _changes(pairs: list[str]) -> dict:
+    """`["lr=0.01"]` -> `{"lr": 0.01}`, each value read as TOML (numbers, lists, quoted strings)."""
+    changes = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            changes[name.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise SystemExit(f"--with {pair!r}: write NAME=VALUE with a TOML value, e.g. lr=0.01 or widths=[8, 32].")
+        if not sep or not name.strip():
+            raise SystemExit(f"--with {pair!r}: write NAME=VALUE, e.g. lr=0.01.")
+    return changes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tutorlib.tools.pilot", description=__doc__.split("\n")[0])
     parser.add_argument("key", help="a registry key of notebooks/verdicts.toml")
     parser.add_argument("--write", action="store_true", help="save the output as notebooks/pilots/<key>.txt")
+    parser.add_argument("--with", dest="changes", action="append", default=[], metavar="NAME=VALUE",
+                        help="run the protocol with this argument changed (a TOML value, e.g. lr=0.01)")
     args = parser.parse_args(argv)
-    output = text(args.key, run(args.key))
+    changes = _changes(args.changes)
+    output = text(args.key, run(args.key, changes))
     print(output)
     if args.write:
         PILOTS.mkdir(exist_ok=True)
-        (PILOTS / f"{args.key}.txt").write_text(output, encoding="utf-8")
+        suffix = "".join(f".{name}={value}" for name, value in changes.items())
+        (PILOTS / f"{args.key}{suffix}.txt").write_text(output, encoding="utf-8")
     return 0
 
 
