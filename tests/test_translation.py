@@ -220,14 +220,14 @@ def test_a_chinese_figure_has_no_missing_glyphs(chinese, tmp_path):
     from tutorlib import plots
 
     table = pd.DataFrame({"arm": ["raw pixels", "random init"], "accuracy": [0.8, 0.7]})
-    figure = plots.bars(table, "arm", "accuracy", title="Transfer gain (pretrained − scratch) vs model size")
+    figure = plots.bars(table, "arm", "accuracy", title="What the small model costs, pretrained and from scratch")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         png = plots._png(figure)
     assert not [w for w in caught if "missing from font" in str(w.message)]
     assert png[:4] == b"\x89PNG"
     texts = [t.get_text() for ax in figure.axes for t in ax.get_xticklabels()] + [figure.axes[0].get_title()]
-    assert texts == ["原始像素", "随机初始化", "迁移增益（预训练 − 从零训练）与模型规模"]
+    assert texts == ["原始像素", "随机初始化", "小模型的代价：预训练与从零训练"]
     found = font_manager.findfont(font_manager.FontProperties(family=i18n.FONT_FAMILY), fallback_to_default=False)
     assert found == str(i18n.FONT)
 
