@@ -79,6 +79,17 @@ def first_step_gradients(halves: Halves, seeds, pretrain_seeds, draws: int, *, b
     return _table(rows, "first_step_gradients", {"batch": batch, "labels_per_class": labels_per_class})
 
 
+def _pretrained_and_random(halves: Halves, checkpoint: str, grid, shots: int, steps: int,
+                           lr: float) -> tuple[list[float], list[float]]:
+    """B accuracy per unit of `grid`: the checkpoint's run and its random twin, fine-tuned alike on its labels."""
+    runs = {p: models.load_checkpoint(checkpoint, pretrain_seed=p) for p, *_ in grid}
+    targets = [halves.target(shots, seed=d) for *_, d in grid]
+    nets = [runs[p] for p, *_ in grid] + [runs[p].random_twin(d) for p, _, _, d in grid]
+    tuned = engine.finetune_many(nets, targets * 2, steps=steps, lr=lr, seeds=[d for *_, d in grid] * 2)
+    accuracy = engine.evaluate_many(tuned, halves.b_test)
+    return accuracy[:len(grid)], accuracy[len(grid):]
+
+
 # ----------------------------------------------------------------------------- chapter 1: the positive control
 def positive_control(halves: Halves, seeds, pretrain_seeds, draws: int, *, checkpoint: str = "A_w16", shots: int = 5,
                      steps: int = 120, lr: float = 1e-3) -> pd.DataFrame:
@@ -90,12 +101,8 @@ def positive_control(halves: Halves, seeds, pretrain_seeds, draws: int, *, check
     on B's test set.
     """
     grid = units(pretrain_seeds, seeds, draws)
-    pretrained = {p: models.load_checkpoint(checkpoint, pretrain_seed=p) for p in pretrain_seeds}
-    targets = [halves.target(shots, seed=d) for *_, d in grid]
-    nets = [pretrained[p] for p, *_ in grid] + [pretrained[p].random_twin(d) for p, _, _, d in grid]
-    tuned = engine.finetune_many(nets, targets * 2, steps=steps, lr=lr, seeds=[d for *_, d in grid] * 2)
-    accuracy = engine.evaluate_many(tuned, halves.b_test)
-    rows = [{"pretrain_seed": p, "seed": s, "draw": k, "pretrained": accuracy[i], "random init": accuracy[len(grid) + i]}
+    pretrained, random_init = _pretrained_and_random(halves, checkpoint, grid, shots, steps, lr)
+    rows = [{"pretrain_seed": p, "seed": s, "draw": k, "pretrained": pretrained[i], "random init": random_init[i]}
             for i, (p, s, k, _) in enumerate(grid)]
     return _table(rows, "positive_control", dict(checkpoint=checkpoint, shots=shots, steps=steps, lr=lr))
 
@@ -111,16 +118,10 @@ def capacity(halves: Halves, seeds, pretrain_seeds, draws: int, *, widths: tuple
     rate and batch order for every arm) and scored on B's test set.
     """
     grid = units(pretrain_seeds, seeds, draws)
-    targets = [halves.target(shots, seed=d) for *_, d in grid]
-    draw_seeds = [d for *_, d in grid]
     columns = {}
     for width in widths:
-        pretrained = {p: models.load_checkpoint(f"A_w{width}", pretrain_seed=p) for p in pretrain_seeds}
-        nets = [pretrained[p] for p, *_ in grid] + [pretrained[p].random_twin(d) for p, _, _, d in grid]
-        tuned = engine.finetune_many(nets, targets * 2, steps=steps, lr=lr, seeds=draw_seeds * 2)
-        accuracy = engine.evaluate_many(tuned, halves.b_test)
-        columns[f"width {width}, pretrained"] = accuracy[:len(grid)]
-        columns[f"width {width}, random init"] = accuracy[len(grid):]
+        pretrained, random_init = _pretrained_and_random(halves, f"A_w{width}", grid, shots, steps, lr)
+        columns |= {f"width {width}, pretrained": pretrained, f"width {width}, random init": random_init}
     rows = [{"pretrain_seed": p, "seed": s, "draw": k, **{name: acc[i] for name, acc in columns.items()}}
             for i, (p, s, k, _) in enumerate(grid)]
     return _table(rows, "capacity", dict(widths=list(widths), shots=shots, steps=steps, lr=lr))
