@@ -186,3 +186,17 @@ def test_split_with_a_probe_accepts_the_course_models():
         bottom, top = models.split(model.eval(), 2, probe=probe)
         with torch.no_grad():
             assert torch.allclose(top(bottom(probe)), model(probe), rtol=1e-3, atol=1e-4)
+
+
+def test_a_new_head_keeps_the_config_true_and_draws_like_any_linear_layer():
+    """A source with 10 classes fine-tuned to 5: copies stay one architecture (engine.fit_many), same weights as before."""
+    from tutorlib import anatomy
+    from tutorlib.seeds import seed_everything
+
+    net = models.fresh_cnn(num_classes=10, seed=3)
+    seed_everything(7)
+    head = anatomy.reset_head(net, 5)
+    assert head is net.head and net.config["num_classes"] == 5 and net.head.out_features == 5
+    seed_everything(7)
+    assert torch.equal(head.weight, torch.nn.Linear(net.head.in_features, 5).weight)
+    assert net.random_twin(0).head.out_features == 5
