@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from tutorlib import calibration, check, profile, protocols
+from tutorlib.seeds import derive
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATIONS = 1000
@@ -352,3 +353,27 @@ def test_a_pilot_at_another_setting_reads_toml_values_and_refuses_what_the_proto
             pilot._changes([bad])
     with pytest.raises(SystemExit, match=r"--with \['rate'\].*takes \['lr', 'shots', 'steps', 'widths'\]"):
         pilot.run("ch2_small_pretrained_model_costs", {"rate": 0.01})
+
+
+def test_pilots_of_entries_sharing_a_protocol_share_one_run_of_it(monkeypatch, capsys):
+    """`pilot KEY1 KEY2`: chapter 1's positive control and its two candidates read one table, run once."""
+    from tutorlib.tools import pilot
+
+    calls = []
+
+    def fake(halves, seeds, runs, draws, **args):
+        calls.append(args)
+        index = pd.MultiIndex.from_tuples([(derive(s, f"source {k}"), s, k) for s in seeds for k in range(draws)],
+                                          names=protocols.UNIT_INDEX)
+        rng = np.random.default_rng(0)
+        return pd.DataFrame({name: rng.normal(0.7, 0.03, len(index)) for name in
+                             ("A 100%", "A 30%", "A imbalance 100", "digits", "random init")}, index=index)
+
+    monkeypatch.setitem(protocols.PROTOCOLS, "source_data", fake)
+    monkeypatch.setattr(pilot, "load_halves", lambda prof: None)
+    monkeypatch.setattr(pilot, "SIMULATIONS", 20)
+    monkeypatch.setattr(pilot, "_TABLES", {})
+    assert pilot.main(["ch1_pretraining_helps_early", "ch1_domain_distance_early", "ch1_imbalance_costs_early"]) == 0
+    assert len(calls) == 1
+    out = capsys.readouterr().out
+    assert out.count("pilot of ") == 3 and "difference = A 30% minus A imbalance 100" in out

@@ -3,6 +3,7 @@
     python -m tutorlib.tools.pilot KEY            # print the pilot's effect, spread, ICC, size and power
     python -m tutorlib.tools.pilot KEY --write    # and save them as notebooks/pilots/<key>.txt
     python -m tutorlib.tools.pilot KEY --with lr=0.01 --write   # the same pilot at another setting
+    python -m tutorlib.tools.pilot KEY1 KEY2      # entries sharing a protocol and seeds: one run of it
 
 KEY is a registry entry, or a question piloted and not registered (notebooks/candidates.toml, which says why).
 
@@ -31,6 +32,7 @@ from ..transfer import load_halves
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PILOTS, CANDIDATES = NOTEBOOKS / "pilots", NOTEBOOKS / "candidates.toml"
 SIMULATIONS = 2000
+_TABLES: dict[str, pd.DataFrame] = {}  # the protocol runs of this process, by call
 
 
 def icc(differences: pd.Series) -> float:
@@ -72,8 +74,12 @@ def run(key: str, changes: dict | None = None) -> dict:
     if unknown:
         raise SystemExit(f"--with {unknown}: {key}'s protocol takes {sorted(entry['protocol']['args'])}.")
     runs = prof.pretrain_runs(entry["pretrain_runs"]) if "pretrain_runs" in entry else prof.pretrain_seeds
-    table = function(load_halves(prof), entry["pilot_seeds"], runs, entry.get("pilot_draws", 1),
-                     **entry["protocol"]["args"] | (changes or {}))
+    args = entry["protocol"]["args"] | (changes or {})
+    call = repr((entry["protocol"]["function"], sorted(args.items()), entry["pilot_seeds"], list(runs),
+                 entry.get("pilot_draws", 1)))
+    if call not in _TABLES:  # entries that share a protocol, its arguments and seeds share one run of it
+        _TABLES[call] = function(load_halves(prof), entry["pilot_seeds"], runs, entry.get("pilot_draws", 1), **args)
+    table = _TABLES[call]
     d = table[entry["names"][0]] - table[entry["names"][1]]
     found = {"effect": float(d.mean()), "sd": float(d.std(ddof=1)), "icc": icc(d), "units": len(d),
              "clusters": d.index.get_level_values(check.CLUSTER_LEVEL).nunique()}
@@ -123,18 +129,20 @@ def _changes(pairs: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tutorlib.tools.pilot", description=__doc__.split("\n")[0])
-    parser.add_argument("key", help="a registry key of notebooks/verdicts.toml")
-    parser.add_argument("--write", action="store_true", help="save the output as notebooks/pilots/<key>.txt")
+    parser.add_argument("keys", nargs="+", metavar="key", help="a registry key of notebooks/verdicts.toml (or several: "
+                        "keys that share a protocol and pilot seeds share one run of it)")
+    parser.add_argument("--write", action="store_true", help="save each output as notebooks/pilots/<key>.txt")
     parser.add_argument("--with", dest="changes", action="append", default=[], metavar="NAME=VALUE",
                         help="run the protocol with this argument changed (a TOML value, e.g. lr=0.01)")
     args = parser.parse_args(argv)
     changes = _changes(args.changes)
-    output = text(args.key, run(args.key, changes))
-    print(output)
-    if args.write:
-        PILOTS.mkdir(exist_ok=True)
-        suffix = "".join(f".{name}={value}" for name, value in changes.items())
-        (PILOTS / f"{args.key}{suffix}.txt").write_text(output, encoding="utf-8")
+    for key in args.keys:
+        output = text(key, run(key, changes))
+        print(output)
+        if args.write:
+            PILOTS.mkdir(exist_ok=True)
+            suffix = "".join(f".{name}={value}" for name, value in changes.items())
+            (PILOTS / f"{key}{suffix}.txt").write_text(output, encoding="utf-8")
     return 0
 
 
