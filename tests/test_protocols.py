@@ -35,3 +35,19 @@ def test_model_size_gives_the_same_numbers_every_run(halves):
     """The random Lite0's weights, the labels and the test images all come from the unit's seed."""
     table = protocols.model_size(halves, [5], [0], 2, shots=2, test_per_class=4)
     assert table.equals(protocols.model_size(halves, [5], [0], 2, shots=2, test_per_class=4))
+
+
+def test_source_data_pairs_five_starts_on_each_replicates_own_targets(halves):
+    """Every start of a replicate shares its init and target draws; the random arm is that init, never trained."""
+    table = protocols.source_data(halves, [7], [0, 1], 1, pretrain_steps=2, targets=1, steps=2)
+    assert list(table.index.names) == protocols.UNIT_INDEX and len(table) == 1  # pretrain_seeds are not units
+    unit_seed = derive(7, "source 0")
+    assert table.index[0] == (unit_seed, 7, 0)
+    assert list(table.columns) == ["A 100%", "A 30%", "A imbalance 100", "digits", "random init"]
+    assert table.attrs["protocol"]["function"] == "source_data"
+    target_seed = derive(unit_seed, "target 0")
+    from tutorlib import recipes
+    tuned, _ = recipes.finetune(models.fresh_cnn(seed=unit_seed), halves.target(5, target_seed), steps=2, lr=1e-3,
+                                seed=target_seed)
+    direct = evaluation.evaluate(tuned, halves.b_test)["accuracy"]
+    assert table.loc[table.index[0], "random init"] == pytest.approx(direct, abs=2e-3)

@@ -107,6 +107,41 @@ def positive_control(halves: Halves, seeds, pretrain_seeds, draws: int, *, check
     return _table(rows, "positive_control", dict(checkpoint=checkpoint, shots=shots, steps=steps, lr=lr))
 
 
+def source_data(halves: Halves, seeds, pretrain_seeds, draws: int, *, fraction: float = 0.3, imbalance: float = 100,
+                pretrain_steps: int = 120, shots: int = 5, targets: int = 2, steps: int = 40,
+                lr: float = 1e-3) -> pd.DataFrame:
+    """Which source data transfers? All of A, a part of it, a long tail of it, another domain, and none at all.
+
+    A unit is one source replicate: the course CNN pretrained from one init and batch order (its own
+    pretraining run, so `pretrain_seeds` is not used) for `pretrain_steps` on all of A, on a drawn `fraction` of
+    A's images per class, on A long-tailed at `imbalance` and on scikit-learn's handwritten digits; beside them
+    the same init never pretrained (the positive control). Each is fine-tuned whole on `targets` draws of `shots`
+    labels per class of B and scored on B's test set; the unit's score is the mean over those draws.
+    """
+    a_labels, digits = halves.a_train[1], data.load_digits()
+    per_class = round(fraction * len(a_labels) / len(data.HALF_A))
+    rows = []
+    for s, k in tqdm([(s, k) for s in seeds for k in range(draws)], desc="source replicates"):
+        unit_seed = derive(s, f"source {k}")
+        sources = {"A 100%": halves.a_train,
+                   f"A {fraction:.0%}": data.take(halves.a_train, data.few_shot(a_labels, per_class, seed=unit_seed)),
+                   f"A imbalance {imbalance:g}": data.take(halves.a_train,
+                                                           data.long_tail(a_labels, imbalance, seed=unit_seed)),
+                   "digits": digits}
+        nets = [transfer.pretrain(source, steps=pretrain_steps, seed=unit_seed) for source in sources.values()]
+        nets.append(models.fresh_cnn(seed=unit_seed))  # the init every source started from, never pretrained
+        names = [*sources, "random init"]
+        draw_seeds = [derive(unit_seed, f"target {t}") for t in range(targets)]
+        tuned = engine.finetune_many([n for n in nets for _ in draw_seeds],
+                                     [halves.target(shots, d) for d in draw_seeds] * len(nets), steps=steps, lr=lr,
+                                     seeds=draw_seeds * len(nets))
+        accuracy = engine.evaluate_many(tuned, halves.b_test)
+        rows.append({"pretrain_seed": unit_seed, "seed": s, "draw": k,
+                     **{name: float(np.mean(accuracy[i * targets:(i + 1) * targets])) for i, name in enumerate(names)}})
+    return _table(rows, "source_data", dict(fraction=fraction, imbalance=imbalance, pretrain_steps=pretrain_steps,
+                                            shots=shots, targets=targets, steps=steps, lr=lr))
+
+
 # ----------------------------------------------------------------------------- chapter 2: capacity
 def capacity(halves: Halves, seeds, pretrain_seeds, draws: int, *, widths: tuple = (8, 32), shots: int = 5,
              steps: int = 120, lr: float = 3e-3) -> pd.DataFrame:
@@ -282,5 +317,6 @@ def model_size(halves: Halves, seeds, pretrain_seeds, draws: int, *, shots: int 
 PROTOCOLS: dict[str, Callable[..., pd.DataFrame]] = {"first_step_gradients": first_step_gradients,
                                                    "positive_control": positive_control, "capacity": capacity,
                                                    "pruning": pruning, "source_noise": source_noise,
+                                                   "source_data": source_data,
                                                    "freeze_depth": freeze_depth, "forgetting": forgetting,
                                                    "model_size": model_size}
