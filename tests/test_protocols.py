@@ -51,3 +51,12 @@ def test_source_data_pairs_five_starts_on_each_replicates_own_targets(halves):
                                 seed=target_seed)
     direct = evaluation.evaluate(tuned, halves.b_test)["accuracy"]
     assert table.loc[table.index[0], "random init"] == pytest.approx(direct, abs=2e-3)
+
+
+@pytest.mark.parametrize("bad, match", [({"fraction": 0}, "fraction"), ({"fraction": 1.5}, "fraction"),
+                                        ({"imbalance": 0.5}, "imbalance"), ({"targets": 0}, "targets")])
+def test_source_data_names_a_bad_argument_before_any_training(halves, bad, match):
+    with pytest.raises(ValueError, match=match):
+        protocols.source_data(halves, [7], [0], 1, **bad)
+    with pytest.raises(ValueError, match="draws"):
+        protocols.source_data(halves, [7], [0], 0)

@@ -1,4 +1,4 @@
-"""tutorlib.sources: chapter 1's experiments, the positive control and paired sources."""
+"""tutorlib.sources: chapter 1's experiments, the positive control and the photo probe."""
 import pytest
 import torch
 
@@ -8,27 +8,6 @@ from tutorlib import models, profile, sources, transfer
 @pytest.fixture(scope="module")
 def halves():
     return transfer.load_halves(profile.current("quick"))
-
-def test_paired_sources_gives_every_source_of_a_replicate_the_same_init_and_order(halves):
-    seen = []
-
-    def two_sources(unit_seed):
-        return {"all of A": halves.a_train, "A again": halves.a_train}
-
-    def score(net, unit_seed):
-        seen.append(unit_seed)
-        return float(sum(p.detach().sum() for p in net.parameters()))
-
-    table = sources.paired_sources(two_sources, score, seed=3, replicates=2, steps=2)
-    assert list(table.columns) == ["seed", "replicate", "all of A", "A again"] and len(table) == 2
-    assert (table["all of A"] == table["A again"]).all()  # same data, init and order: the same network
-    assert table["all of A"].nunique() == 2  # each replicate its own init (derived from the seed)
-    assert seen[0] == seen[1] != seen[2] == seen[3]
-    again = sources.paired_sources(two_sources, score, seed=3, replicates=2, steps=2)
-    assert again.equals(table)
-    with pytest.raises(ValueError, match="replicates"):
-        sources.paired_sources(two_sources, score, seed=3, replicates=0, steps=2)
-
 
 def test_positive_control_pairs_each_draw_and_refuses_models_without_a_random_twin(halves):
     model = models.fresh_cnn(4, 2, 5, seed=0)
@@ -53,4 +32,3 @@ def test_probe_beats_chance_and_pixels_are_flat(halves):
     acc = transfer.probe_accuracy(model, target, halves.b_test)
     assert 0.4 < acc <= 1.0  # chance is 0.2
     assert sources.pixels(target).shape == (100, 28 * 28)
-    assert sources.finetune_accuracy(model, target, halves.b_test, steps=10, seed=0) > 0.2

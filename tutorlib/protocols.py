@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import analysis, data, engine, evaluation, models, recipes, surgery, train, transfer
+from . import analysis, data, engine, evaluation, inputs, models, recipes, surgery, train, transfer
 from .seeds import derive, seed_everything
 from .transfer import Halves
 
@@ -118,8 +118,11 @@ def source_data(halves: Halves, seeds, pretrain_seeds, draws: int, *, fraction: 
     the same init never pretrained (the positive control). Each is fine-tuned whole on `targets` draws of `shots`
     labels per class of B and scored on B's test set; the unit's score is the mean over those draws.
     """
+    fraction = inputs.real(fraction, "fraction", 0.0, 1.0, low_open=True)
+    imbalance = inputs.real(imbalance, "imbalance", 1.0)
+    draws, targets = inputs.integer(draws, "draws", 1), inputs.integer(targets, "targets", 1)
     a_labels, digits = halves.a_train[1], data.load_digits()
-    per_class = round(fraction * len(a_labels) / len(data.HALF_A))
+    per_class = max(1, round(fraction * len(a_labels) / len(data.HALF_A)))
     rows = []
     for s, k in tqdm([(s, k) for s in seeds for k in range(draws)], desc="source replicates"):
         unit_seed = derive(s, f"source {k}")
@@ -200,6 +203,7 @@ def source_noise(halves: Halves, seeds, pretrain_seeds, draws: int, *, noise: fl
     `targets` draws of `shots` labels per class of B (chapter 1's positive-control regime) and scored on B's
     test set; the unit's score is the mean over those draws. `draws`: replicates per seed.
     """
+    draws, targets = inputs.integer(draws, "draws", 1), inputs.integer(targets, "targets", 1)
     rows = []
     for s, k in tqdm([(s, k) for s in seeds for k in range(draws)], desc="source replicates"):
         unit_seed, labels = derive(s, f"source {k}"), halves.a_train[1]

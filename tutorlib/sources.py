@@ -1,12 +1,11 @@
 """Chapter 1's experiments: does a pretrained source help the target at all, and which features read best?
 
 `positive_control` is the control every comparison of sources needs (pretrained vs the same CNN at random
-init, over many few-shot draws); `paired_sources` compares sources replicate by replicate (chapters 1 and 5);
-`probe_comparison` asks chapter 1's question of a learner's own photos.
+init, over many few-shot draws); `probe_comparison` asks chapter 1's question of a learner's own photos.
+Sources compared replicate by replicate, each pretrained from one init, are `protocols.source_data` and
+`protocols.source_noise` (registered questions).
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -15,18 +14,11 @@ import torch.nn.functional as F
 
 from . import inputs
 from .data import Dataset, stratified_split
-from .evaluation import evaluate, extract_features, linear_probe
+from .evaluation import extract_features, linear_probe
 from .models import efficientnet_lite, load_checkpoint
 from .engine import evaluate_many, finetune_many
-from .recipes import finetune
 from .seeds import derive
-from .transfer import Halves, pretrain, probe_by_stage
-
-
-def finetune_accuracy(model: nn.Module, target_train: Dataset, target_test: Dataset, *, steps: int,
-                      lr: float = 1e-3, **options) -> float:
-    """Test accuracy on the target after `recipes.finetune` (of a copy: `model` is left as it was)."""
-    return evaluate(finetune(model, target_train, steps=steps, lr=lr, **options)[0], target_test)["accuracy"]
+from .transfer import Halves, probe_by_stage
 
 
 def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots: int = 5, draws: int = 8,
@@ -66,25 +58,6 @@ def positive_control(pretrained: nn.Module, halves: Halves, seed: int, *, shots:
     table = pd.DataFrame(rows)
     table["gain"] = table["pretrained"] - table["random init"]
     return table
-
-
-def paired_sources(make_sources: Callable[[int], dict], score: Callable[[nn.Module, int], float], seed: int,
-                   replicates: int, *, steps: int) -> pd.DataFrame:
-    """Source against source, replicate by replicate: one row per replicate, one column per source.
-
-    A comparison of sources is about how a network trains on them, so each paired unit draws its own data,
-    init, batch order and target images from `derive(seed, "source r")`, and an interval over the units covers
-    all of that. Within a unit every source gets the same init and batch order. `make_sources(unit_seed)`
-    returns {name: dataset}; `score(net, unit_seed)` measures one pretrained network on the target.
-    """
-    rows = []
-    for r in range(inputs.integer(replicates, "replicates", 1)):
-        unit_seed = derive(seed, f"source {r}")
-        row = {"seed": seed, "replicate": r}
-        for name, source in make_sources(unit_seed).items():
-            row[name] = score(pretrain(source, steps=steps, seed=unit_seed), unit_seed)
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def probe_comparison(photos: Dataset, train_fraction: float = 0.5, seed: int = 0) -> pd.DataFrame:
