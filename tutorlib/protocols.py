@@ -90,6 +90,17 @@ def _pretrained_and_random(halves: Halves, checkpoint: str, grid, shots: int, st
     return accuracy[:len(grid)], accuracy[len(grid):]
 
 
+def _finetuned_means(halves: Halves, nets: list, unit_seed: int, shots: int, targets: int, steps: int,
+                     lr: float) -> list[float]:
+    """Each of `nets` fine-tuned on the unit's `targets` draws of `shots` labels per class of B: its mean accuracy."""
+    draw_seeds = [derive(unit_seed, f"target {t}") for t in range(targets)]
+    tuned = engine.finetune_many([n for n in nets for _ in draw_seeds],
+                                 [halves.target(shots, d) for d in draw_seeds] * len(nets), steps=steps, lr=lr,
+                                 seeds=draw_seeds * len(nets))
+    accuracy = engine.evaluate_many(tuned, halves.b_test)
+    return [float(np.mean(accuracy[i * targets:(i + 1) * targets])) for i in range(len(nets))]
+
+
 # ----------------------------------------------------------------------------- chapter 1: the positive control
 def positive_control(halves: Halves, seeds, pretrain_seeds, draws: int, *, checkpoint: str = "A_w16", shots: int = 5,
                      steps: int = 120, lr: float = 1e-3) -> pd.DataFrame:
@@ -133,14 +144,9 @@ def source_data(halves: Halves, seeds, pretrain_seeds, draws: int, *, fraction: 
                    "digits": digits}
         nets = [transfer.pretrain(source, steps=pretrain_steps, seed=unit_seed) for source in sources.values()]
         nets.append(models.fresh_cnn(seed=unit_seed))  # the init every source started from, never pretrained
-        names = [*sources, "random init"]
-        draw_seeds = [derive(unit_seed, f"target {t}") for t in range(targets)]
-        tuned = engine.finetune_many([n for n in nets for _ in draw_seeds],
-                                     [halves.target(shots, d) for d in draw_seeds] * len(nets), steps=steps, lr=lr,
-                                     seeds=draw_seeds * len(nets))
-        accuracy = engine.evaluate_many(tuned, halves.b_test)
+        accuracy = _finetuned_means(halves, nets, unit_seed, shots, targets, steps, lr)
         rows.append({"pretrain_seed": unit_seed, "seed": s, "draw": k,
-                     **{name: float(np.mean(accuracy[i * targets:(i + 1) * targets])) for i, name in enumerate(names)}})
+                     **dict(zip([*sources, "random init"], accuracy))})
     return _table(rows, "source_data", dict(fraction=fraction, imbalance=imbalance, pretrain_steps=pretrain_steps,
                                             shots=shots, targets=targets, steps=steps, lr=lr))
 
@@ -212,13 +218,8 @@ def source_noise(halves: Halves, seeds, pretrain_seeds, draws: int, *, noise: fl
                                                                                              seed=unit_seed),
                    "random-label source": shuffled}
         nets = [transfer.pretrain((halves.a_train[0], y), steps=pretrain_steps, seed=unit_seed) for y in sources.values()]
-        draw_seeds = [derive(unit_seed, f"target {t}") for t in range(targets)]
-        tuned = engine.finetune_many([n for n in nets for _ in draw_seeds],
-                                     [halves.target(shots, d) for d in draw_seeds] * len(nets), steps=steps, lr=lr,
-                                     seeds=draw_seeds * len(nets))
-        accuracy = engine.evaluate_many(tuned, halves.b_test)
-        rows.append({"pretrain_seed": unit_seed, "seed": s, "draw": k,
-                     **{name: float(np.mean(accuracy[i * targets:(i + 1) * targets])) for i, name in enumerate(sources)}})
+        accuracy = _finetuned_means(halves, nets, unit_seed, shots, targets, steps, lr)
+        rows.append({"pretrain_seed": unit_seed, "seed": s, "draw": k, **dict(zip(sources, accuracy))})
     return _table(rows, "source_noise", dict(noise=noise, pretrain_steps=pretrain_steps, shots=shots, targets=targets,
                                              steps=steps, lr=lr))
 
