@@ -182,6 +182,8 @@ def test_verdict_lines_print_the_chinese_claim_and_record_the_english(chinese, t
     assert out.startswith("仅报告 NOT ASSERTED 阳性对照：每类 5 个标注时") and "已退役，不再重跑" in out
     record = pd.read_json(results, lines=True).iloc[0]
     assert record.claim.startswith("Positive control: at 5 labels per class") and record.shown.startswith("阳性对照")
+    reason = check.preregistration("ch1_positive_control")["retired"]  # both editions record the same numbers
+    assert record.numbers == {"reason": reason} and i18n.retired("ch1_positive_control", reason) in out
 
 
 def test_english_is_untouched_by_the_catalogue(monkeypatch, capsys):

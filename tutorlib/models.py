@@ -64,15 +64,6 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))
 
-    def get_classifier(self) -> nn.Linear:
-        return self.head
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A fresh head with `num_classes` outputs; `config` follows, so copies of it stay one architecture."""
-        self.head = nn.Linear(self.head.in_features, num_classes, dtype=self.head.weight.dtype,
-                              device=self.head.weight.device)
-        self.config["num_classes"] = num_classes
-
     def random_twin(self, seed: int) -> "SmallCNN":
         """The same architecture at random initialisation, its weights from `seed` alone (the scratch arm)."""
         seed_everything(seed)
