@@ -124,6 +124,7 @@ def run_cell(page, text: str) -> None:
     cell = page.locator(f"{SHOWN} .jp-CodeCell").filter(has_text=text).first
     prompt = cell.locator(".jp-InputArea-prompt")
     for _ in range(5):
+        accept_dialog(page)
         cell.locator(".jp-InputArea-editor").click()
         page.keyboard.press("Shift+Enter")
         for _ in range(20):
@@ -132,6 +133,15 @@ def run_cell(page, text: str) -> None:
                 return
             page.wait_for_timeout(500)
     raise AssertionError(f"the cell with {text!r} never ran")
+
+
+def accept_dialog(page) -> None:
+    """A dialog JupyterLab raised on a loaded machine (CI once saw one block every click): answer it as a learner
+    would, with its default button, and say what it asked."""
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count() and dialog.first.is_visible():
+        print(f"JupyterLab asked: {dialog.first.inner_text()!r}; answered with its default button")
+        dialog.first.locator(".jp-Dialog-button.jp-mod-accept").first.click()
 
 
 def save(page, path: Path) -> None:
