@@ -59,6 +59,24 @@ def test_equal_arms_fail_where_the_profile_decides_and_are_inconclusive_in_quick
         check.effect(*arms(gaps - 0.05), "no effect", min_effect=0.0)
 
 
+def test_too_few_units_for_an_interval_are_an_error_where_the_profile_decides_and_inconclusive_in_quick(
+        decided, monkeypatch, capsys):
+    gaps = np.full(3, 0.3)  # a large effect on three units: still no interval at all
+    with pytest.raises(ValueError, match="at least 6 paired units"):
+        check.effect(*arms(gaps), "x", min_effect=0.0)
+    clustered = pd.Series(0.6 + gaps, index=pd.MultiIndex.from_tuples(
+        [(p, 0) for p in range(3)], names=[check.CLUSTER_LEVEL, "draw"]))
+    with pytest.raises(ValueError, match="from 9 paired units"):
+        check.effect(clustered, clustered - 0.3, "x", min_effect=0.0, interval="cluster-t")
+    monkeypatch.setenv("TUTORLIB_PROFILE", "quick")
+    verdict = check.effect(clustered, clustered - 0.3, "x", min_effect=0.0, interval="cluster-t")
+    out = capsys.readouterr().out
+    assert verdict.status == "INCONCLUSIVE" and verdict.estimate == pytest.approx(0.3) and np.isnan(verdict.low)
+    assert "units=3" in out and "units the interval needs=9" in out
+    assert check.effect(*arms(np.full(5, 0.3)), "x", min_effect=0.0).status == "INCONCLUSIVE"
+    assert check.effect(*arms(np.full(6, 0.3)), "x", min_effect=0.0).status == "PASS"  # enough units: decided
+
+
 def test_a_diverged_unit_fails_unless_the_claim_states_its_score(quick):
     better, worse = arms(np.full(12, 0.1) + np.linspace(0, 0.01, 12))
     worse.iloc[3] = float("nan")  # the baseline's run diverged on one draw
@@ -91,7 +109,7 @@ def test_equivalence_asserts_that_an_effect_is_absent_and_fails_a_real_one(decid
     (lambda: check.effect([1.0] * 8, [0.0] * 8, "x", min_effect=0.0), TypeError, "one number per unit"),
     (lambda: check.registered("no such verdict", {}, {}), KeyError, "pre-registered"),
 ])
-def test_bad_input_names_the_fix(bad, error, words):
+def test_bad_input_names_the_fix(bad, error, words, decided):  # quick turns too few units into INCONCLUSIVE
     with pytest.raises(error, match=words):
         bad()
 

@@ -17,7 +17,8 @@ What the chapters call:
   chance rate, ``rank_agreement``) are in `tutorlib.ranks`.
 
 Every verdict prints ``PASS``/``FAIL``/``INCONCLUSIVE claim: numbers`` (FAIL raises), fails on a NaN unless the
-claim states how a diverged unit is scored, and with ``$TUTORLIB_RESULTS`` set to a file path is appended to
+claim states how a diverged unit is scored (INCONCLUSIVE only where the profile does not decide: quick, whose
+interval is not against the claim or whose units are too few for an interval, which it then says), and with ``$TUTORLIB_RESULTS`` set to a file path is appended to
 it as a JSON line with the claim, the numbers, the paper, the profile and its seeds. The exercises' self-checks
 are in `tutorlib.exercises`.
 """
@@ -207,11 +208,16 @@ def estimate(differences: Any) -> dict:
     """`{"mean", "interval", "units"}` of per-unit differences: how a reported finding shows its uncertainty.
 
     Units indexed by pretraining run (a protocol's table) are clustered by it: `cluster_interval`, not a bootstrap
-    that would count each draw of one run as independent.
+    that would count each draw of one run as independent. Too few units for an interval are an error, except
+    in a profile that does not decide (quick), which shows the mean and the units an interval would need.
     """
     names = getattr(getattr(differences, "index", None), "names", None) or []
-    if CLUSTER_LEVEL in names:
-        runs = differences.index.get_level_values(CLUSTER_LEVEL)
+    runs = differences.index.get_level_values(CLUSTER_LEVEL) if CLUSTER_LEVEL in names else None
+    needs = _units_needed(len(np.asarray(differences)), runs, "cluster-t" if runs is not None else "registered")
+    if needs and not current().decides:  # quick: the mean alone, and what an interval would need
+        return {"mean": float(np.mean(differences)), "interval": [float("nan")] * 2,
+                "units": len(np.asarray(differences)), "units the interval needs": needs}
+    if runs is not None:
         mean, low, high = cluster_interval(differences.to_numpy(), runs)
         return {"mean": mean, "interval": [low, high], "units": len(runs), "clusters": runs.nunique()}
     mean, low, high = interval(differences)
@@ -351,7 +357,10 @@ def _judge(kind: str, threshold: float, a: Any, b: Any, names, diverged,
     estimate = low = high = float("nan")
     holds = against = False
     clusters = x.index.get_level_values(CLUSTER_LEVEL) if CLUSTER_LEVEL in (x.index.names or []) else None
-    if not (x.isna().any() or y.isna().any()):
+    needs = _units_needed(len(x), clusters, method)
+    if needs and not current().decides:  # quick: too few units for an interval is INCONCLUSIVE, not an error
+        estimate = float((x - y).mean())
+    elif not (x.isna().any() or y.isna().any()):
         estimate, low, high, holds, against = decide(kind, threshold, (x - y).to_numpy(), clusters, method)
     else:
         holds, against = rule.passes(low, high, threshold), rule.against(low, high, threshold)
@@ -359,7 +368,18 @@ def _judge(kind: str, threshold: float, a: Any, b: Any, names, diverged,
                "units": len(x)}
     if clusters is not None:
         numbers["clusters"] = len(set(clusters))
+    if needs and not current().decides:
+        numbers["units the interval needs"] = needs
     return numbers, estimate, low, high, holds, against
+
+
+def _units_needed(units: int, clusters: Any, method: str) -> int | None:
+    """How many units (or clusters) the interval needs where this run has fewer; None where it has enough."""
+    if method == "cluster-t":
+        if units < MIN_CALIBRATED_UNITS:
+            return MIN_CALIBRATED_UNITS
+        return MIN_CLUSTERS if clusters is not None and len(set(clusters)) < MIN_CLUSTERS else None
+    return MIN_UNITS if units < MIN_UNITS else None
 
 
 def _verdict(kind: str, threshold: float, a: Any, b: Any, claim: str, names, diverged, paper,
