@@ -44,10 +44,12 @@ def test_k_draws_together_take_the_steps_fit_takes_one_by_one(halves, options):
     alone, together = prepared(), prepared()
     histories = one_by_one(alone, targets, draw_seeds, steps=5, **options)
     batched = engine.fit_many(together, targets, steps=5, seeds=draw_seeds, **options)
-    assert largest_gap(alone, together) < 1e-4
+    # Rounding only: measured 1e-7 to 4e-6 with AVX-512 kernels and 1.4e-4 limited to AVX2 (SGD at lr 0.05), where
+    # a copy stepped on another copy's images ends 0.025-0.064 away (weights of size about 1)
+    assert largest_gap(alone, together) < 1e-3
     for h, b in zip(histories, batched):
         assert b.step_loss == pytest.approx(h.step_loss, rel=1e-4) and b.lr == pytest.approx(h.lr)
-        assert b.grad_norm == pytest.approx(h.grad_norm, rel=1e-3)
+        assert b.grad_norm == pytest.approx(h.grad_norm, rel=1e-2)  # 0.2% apart with AVX2 kernels (clipping at 0.5)
     if frozen:
         assert torch.equal(together[0].features.block1.conv.weight, prepared()[0].features.block1.conv.weight)
 
