@@ -191,3 +191,12 @@ def test_a_retired_verdict_is_labelled_retired_however_the_chapter_printed_it(ru
     section = writeup.chapter_section({"name": "01_x", "title": "x", "claim": "", "verdicts": [retired, live],
                                        "error": None, "seconds": 1.0, "peak_mib": 1.0}, {}, {})
     assert "Asserted (1)" in section and section.index("A beats B") < section.index("Five classes vs two")
+
+
+def test_a_quick_verdict_with_too_few_units_shows_its_mean_without_an_interval():
+    too_few = {"status": "INCONCLUSIVE", "claim": "x [effect > 0.02]",
+               "numbers": {"effect": 0.116, "interval": [float("nan"), float("nan")], "units": 3,
+                           "units the interval needs": 9}}
+    assert writeup.measured(too_few) == (0.116, None)
+    decided = dict(too_few, numbers={"effect": 0.1, "interval": [0.05, 0.15], "units": 12})
+    assert writeup.measured(decided) == (0.1, [0.05, 0.15])

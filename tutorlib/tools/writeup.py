@@ -17,6 +17,7 @@ import base64
 import datetime
 import html
 import json
+import math
 import platform
 import re
 import subprocess
@@ -177,7 +178,9 @@ def measured(verdict: dict) -> tuple[float | None, list | None]:
     for name in ("effect", "difference", "mean", "kendall_tau", "smallest_gap"):  # "mean": check.estimate's
         if isinstance(n.get(name), (int, float)):
             interval = n.get("interval")
-            return n[name], interval if isinstance(interval, list) and len(interval) == 2 else None
+            finite = isinstance(interval, list) and len(interval) == 2 and all(
+                isinstance(x, (int, float)) and math.isfinite(x) for x in interval)  # quick: too few units, NaN
+            return n[name], interval if finite else None
     return None, None
 
 
